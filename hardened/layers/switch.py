@@ -1,0 +1,75 @@
+"""Hierarchical random switching (Wang et al., 2019): one block of N channels."""
+
+import keras
+from keras import ops
+
+from hardened.layers.stochastic import RandomizedLayer
+
+
+@keras.saving.register_keras_serializable(package="hardened")
+class RandomSwitch(RandomizedLayer):
+    """N parallel channels of the same structure; one is active per forward pass.
+
+    The active channel is drawn from a `keras.random.SeedGenerator` on every
+    call, in training and at inference, and applies to the whole batch (one
+    path per run, as in the paper). ``fixed_path`` pins one channel: used in
+    bottom-up training of the blocks above, and for fixed-randomness attacks.
+
+    Args:
+        branches: List of layers (or models) with the same input and output
+            shapes. Give each an explicit, distinct name: weight keys of
+            saved checkpoints come from them.
+        seed: Seed of the switch.
+        fixed_path: ``None`` (random) or the index of the channel to use.
+    """
+
+    def __init__(self, branches, seed=None, fixed_path=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        branches = [
+            b if isinstance(b, keras.layers.Layer) else keras.saving.deserialize_keras_object(b)
+            for b in branches
+        ]
+        if len(branches) < 1:
+            raise ValueError("RandomSwitch needs at least one branch.")
+        names = [b.name for b in branches]
+        if len(set(names)) != len(names):
+            raise ValueError(f"RandomSwitch branches need distinct names, got {names}.")
+        self.branches = branches
+        self.fixed_path = None
+        self.set_path(fixed_path)
+
+    @property
+    def num_branches(self):
+        return len(self.branches)
+
+    def set_path(self, index):
+        """Pin the active channel (``None`` to switch at random again)."""
+        if index is not None and not 0 <= int(index) < len(self.branches):
+            raise ValueError(
+                f"RandomSwitch '{self.name}': path must be in [0, {len(self.branches)}), got {index!r}."
+            )
+        self.fixed_path = None if index is None else int(index)
+
+    def build(self, input_shape):
+        for branch in self.branches:
+            if not branch.built:
+                branch.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        if self.fixed_path is not None or not self.randomness or len(self.branches) == 1:
+            return self.branches[self.fixed_path or 0](inputs, training=training)
+        index = keras.random.randint((), 0, len(self.branches), seed=self.seed_generator)
+        fns = [lambda x, b=b: b(x, training=training) for b in self.branches]
+        return ops.switch(index, fns, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return self.branches[0].compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "branches": [keras.saving.serialize_keras_object(b) for b in self.branches],
+            "fixed_path": self.fixed_path,
+        })
+        return config
