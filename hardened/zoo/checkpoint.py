@@ -220,7 +220,7 @@ def model_from_config_text(text, source="config.json"):
         return keras.saving.deserialize_keras_object(config, safe_mode=True)
     except (TypeError, ValueError) as err:
         msg = str(err)
-        unknown = _unknown_class(config)
+        unknown = _unknown_class(json.loads(text))  # Keras mutates the config it was given
         if unknown:
             raise ValueError(
                 f"{source} names the layer class {unknown!r}, which is not a registered Keras or "
