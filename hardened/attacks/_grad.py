@@ -56,7 +56,8 @@ def loss_and_input_grad(model, x, loss_fn, *loss_args, training=False):
     elif backend == "torch":
         import torch
 
-        xt = torch.tensor(x, requires_grad=True)
+        # convert_to_tensor: on Keras' device (CUDA when present), not always the CPU.
+        xt = ops.convert_to_tensor(x).detach().clone().requires_grad_(True)
         logits = model(xt, training=training)
         losses = loss_fn(logits, *loss_args)
         if losses.requires_grad:
@@ -74,3 +75,222 @@ def loss_and_input_grad(model, x, loss_fn, *loss_args, training=False):
 def input_grad(model, x, loss_fn, *loss_args, training=False):
     """Just the gradient of `loss_and_input_grad`."""
     return loss_and_input_grad(model, x, loss_fn, *loss_args, training=training)[1]
+
+
+# ---------------------------------------------------------------------------
+# Compiled, cached variants for the iterative attacks.
+#
+# ``make_loss_grad`` and ``make_forward`` build a function once per attack run
+# and reuse it for every step: a `tf.function` on TensorFlow, a `jax.jit` over
+# ``stateless_call`` on JAX (seed states are written back after every call, so
+# random layers keep drawing fresh randomness), plain autograd on PyTorch.
+# Compiled functions are cached on the model, keyed by the loss and by the
+# randomness switches of its random layers (`set_randomness` changes Python
+# attributes that a traced function would not see).
+
+_CACHE_ATTR = "_hardened_attack_fn_cache"
+
+
+def _randomness_key(model):
+    from hardened.layers import randomized_layers
+
+    return tuple(
+        (id(layer), bool(getattr(layer, "randomness", True)), getattr(layer, "fixed_path", None))
+        for layer in randomized_layers(model)
+    )
+
+
+def _model_cache(model):
+    cache = model.__dict__.get(_CACHE_ATTR)
+    if cache is None:
+        cache = {}
+        # object.__setattr__: bypass Keras/torch attribute tracking (not a weight).
+        object.__setattr__(model, _CACHE_ATTR, cache)
+    return cache
+
+
+def clear_cache(model):
+    """Drop the compiled attack functions cached on ``model``."""
+    if _CACHE_ATTR in model.__dict__:
+        model.__dict__[_CACHE_ATTR].clear()
+
+
+def _to_numpy_args(args):
+    return [np.asarray(a, dtype="float32") if not np.isscalar(a) else np.float32(a) for a in args]
+
+
+def _build_loss_grad(model, loss_fn, training):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def step(x, *args):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                logits = model(x, training=training)
+                losses = loss_fn(logits, *args)
+                total = tf.reduce_sum(losses)
+            grad = tape.gradient(total, x)
+            if grad is None:  # no path from input to loss (decided at trace time)
+                grad = tf.zeros_like(x)
+            return losses, grad, logits
+
+        def call(x, *args):
+            out = step(tf.convert_to_tensor(x), *[tf.convert_to_tensor(a) for a in args])
+            return tuple(o.numpy() for o in out)
+
+        return call
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def step(tv, ntv, x, *args):
+            def f(xj):
+                logits, new_ntv = model.stateless_call(tv, ntv, xj, training=training)
+                losses = loss_fn(logits, *args)
+                return jnp.sum(losses), (losses, logits, new_ntv)
+
+            grad, (losses, logits, new_ntv) = jax.grad(f, has_aux=True)(x)
+            return losses, grad, logits, new_ntv
+
+        jstep = jax.jit(step)
+
+        def call(x, *args):
+            tv = [v.value for v in model.trainable_variables]
+            ntv = [v.value for v in model.non_trainable_variables]
+            losses, grad, logits, new_ntv = jstep(tv, ntv, jnp.asarray(x), *[jnp.asarray(a) for a in args])
+            for var, value in zip(model.non_trainable_variables, new_ntv):
+                var.assign(value)
+            return np.asarray(losses), np.asarray(grad), np.asarray(logits)
+
+        return call
+    if backend == "torch":
+        import torch
+
+        def call(x, *args):
+            with torch.enable_grad():
+                xt = ops.convert_to_tensor(x).detach().requires_grad_(True)
+                targs = [ops.convert_to_tensor(a) for a in args]
+                logits = model(xt, training=training)
+                losses = loss_fn(logits, *targs)
+                grad = None
+                if losses.requires_grad:
+                    grad = torch.autograd.grad(losses.sum(), xt, allow_unused=True)[0]
+                if grad is None:
+                    grad = torch.zeros_like(xt)
+            return (losses.detach().cpu().numpy(), grad.detach().cpu().numpy(), logits.detach().cpu().numpy())
+
+        return call
+    raise RuntimeError(f"Input gradients need the tensorflow, jax or torch backend, not {backend!r}.")
+
+
+def make_loss_grad(model, loss_fn, grad_samples=1, training=False):
+    """A reusable ``f(x, *loss_args) -> (losses, grad, logits)`` (numpy in, numpy out).
+
+    Same contract as `loss_and_input_grad`, compiled where the backend allows
+    it and cached on the model. With ``grad_samples > 1`` (EOT), losses,
+    gradients and logits are averages over that many forward/backward passes,
+    each drawing the model's randomness anew.
+
+    Args:
+        model: A `keras.Model` returning logits.
+        loss_fn: ``loss_fn(logits, *loss_args) -> (N,)`` written with `keras.ops`.
+            Use a function with a stable identity (module level) for caching.
+        grad_samples: Number of passes to average (1 = plain gradient).
+        training: Passed to the model call.
+    """
+    grad_samples = int(grad_samples)
+    if grad_samples < 1:
+        raise ValueError(f"grad_samples must be >= 1, got {grad_samples}.")
+    key = ("loss_grad", loss_fn, bool(training), _randomness_key(model))
+    cache = _model_cache(model)
+    single = cache.get(key)
+    if single is None:
+        single = cache[key] = _build_loss_grad(model, loss_fn, training)
+
+    def call(x, *args):
+        x = np.ascontiguousarray(x, dtype="float32")
+        args = _to_numpy_args(args)
+        total = None
+        for _ in range(grad_samples):
+            out = single(x, *args)
+            total = out if total is None else tuple(a + b for a, b in zip(total, out))
+        if grad_samples == 1:
+            return total
+        return tuple((a / grad_samples).astype("float32") for a in total)
+
+    return call
+
+
+def _build_forward(model, training):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def fwd(x):
+            return model(x, training=training)
+
+        return lambda x: fwd(tf.convert_to_tensor(x)).numpy()
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def fwd(tv, ntv, x):
+            return model.stateless_call(tv, ntv, x, training=training)
+
+        jfwd = jax.jit(fwd)
+
+        def call(x):
+            tv = [v.value for v in model.trainable_variables]
+            ntv = [v.value for v in model.non_trainable_variables]
+            logits, new_ntv = jfwd(tv, ntv, jnp.asarray(x))
+            for var, value in zip(model.non_trainable_variables, new_ntv):
+                var.assign(value)
+            return np.asarray(logits)
+
+        return call
+    if backend == "torch":
+        import torch
+
+        def call(x):
+            with torch.no_grad():
+                return model(ops.convert_to_tensor(x), training=training).detach().cpu().numpy()
+
+        return call
+    return lambda x: ops.convert_to_numpy(model(x, training=training))
+
+
+def make_forward(model, samples=1, training=False, max_batch=None):
+    """A reusable ``f(x) -> logits`` (numpy), compiled and cached like `make_loss_grad`.
+
+    Args:
+        model: A `keras.Model` returning logits.
+        samples: Average the logits over this many forward passes (EOT for
+            score-based attacks on randomized models).
+        training: Passed to the model call.
+        max_batch: Split larger inputs into chunks of this many rows.
+    """
+    samples = int(samples)
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}.")
+    key = ("forward", bool(training), _randomness_key(model))
+    cache = _model_cache(model)
+    single = cache.get(key)
+    if single is None:
+        single = cache[key] = _build_forward(model, training)
+
+    def once(x):
+        if max_batch is None or len(x) <= max_batch:
+            return single(x)
+        return np.concatenate([single(x[i:i + max_batch]) for i in range(0, len(x), max_batch)])
+
+    def call(x):
+        x = np.ascontiguousarray(x, dtype="float32")
+        total = once(x)
+        for _ in range(samples - 1):
+            total = total + once(x)
+        return total if samples == 1 else (total / samples).astype("float32")
+
+    return call

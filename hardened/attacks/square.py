@@ -1,0 +1,115 @@
+"""Square attack, linf (Andriushchenko et al., 2020): score-based, gradient-free."""
+
+import numpy as np
+
+from hardened.attacks.base import Attack, eval_loss, margin_np, register
+
+
+def p_selection(p_init, it, n_iters):
+    """The paper's piecewise-constant schedule of the square size (fraction of pixels)."""
+    it = int(it / n_iters * 10000)
+    for bound, div in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
+                       (6000, 128), (8000, 256), (10000, 512)):
+        if it <= bound:
+            return p_init / div
+    return p_init
+
+
+def _padded(fn, xs, size):
+    """``fn`` on ``xs`` padded to ``size`` rows (one compiled shape for the whole run)."""
+    m = len(xs)
+    if m == size:
+        return fn(xs)
+    pad = np.concatenate([xs, np.repeat(xs[-1:], size - m, axis=0)])
+    return fn(pad)[:m]
+
+
+@register
+class Square(Attack):
+    """Random search with square-shaped linf updates; only queries logits.
+
+    Faithful to the authors' reference code: vertical-stripe initialisation,
+    then per iteration one square window per image whose content is set to
+    ``x +- eps`` (one sign per channel), accepted if the loss decreases.
+    Images stop being queried once fooled. The square side follows
+    `p_selection` relative to the query budget.
+
+    After `generate`, ``last_queries`` holds the number of queries per image.
+
+    Args:
+        eps: linf budget.
+        queries: Query budget per image (the paper's ``n_iters``).
+        p_init: Initial fraction of pixels in a square.
+        loss: ``"margin"`` (default) or ``"ce"``; ``"margin"`` decides success.
+        targeted: Targeted variant.
+        seed: Seed of the random search.
+    """
+
+    name = "square"
+    norm = "linf"
+    gradient_free = True
+    defaults = {"eps": 0.3, "queries": 5000, "p_init": 0.05, "loss": "margin", "targeted": False, "seed": 0}
+
+    def _validate(self):
+        self._check_number("eps", low=0.0)
+        self._check_int("queries", low=1)
+        self._check_number("p_init", low=0.0, high=1.0, low_open=True)
+        self._check_loss_param(("margin", "ce"))
+
+    def generate(self, model, x, y, target=None, batch_size=128, progress=False):
+        """See `Attack.generate`; also sets ``last_queries``."""
+        self._queries = []
+        out = super().generate(model, x, y, target=target, batch_size=batch_size, progress=progress)
+        self.last_queries = np.concatenate(self._queries) if self._queries else np.zeros(0, np.int64)
+        return out
+
+    def _losses(self, logits, y, target, y_oh, t_oh):
+        """(loss to minimise, margin: > 0 while not yet successful)."""
+        lab = target if self.targeted else y
+        marg = margin_np(logits, lab)
+        marg = -marg if self.targeted else marg
+        if self.params["loss"] == "margin":
+            return marg, marg
+        return -eval_loss(self._objective(), logits, y_oh, t_oh), marg
+
+    def _attack_batch(self, model, x, y, target, rng):
+        p = self.params
+        eps, n_iters = p["eps"], p["queries"]
+        n, h, w, c = x.shape
+        forward = self._forward(model)
+        y_oh, t_oh = self._onehots(y, target)
+        x_best = np.clip(x + eps * rng.choice([-1.0, 1.0], size=(n, 1, w, c)), 0.0, 1.0).astype(np.float32)
+        loss_min, margin_min = self._losses(forward(x_best), y, target, y_oh, t_oh)
+        n_queries = np.ones(n, dtype=np.int64)
+        n_features = h * w * c
+        for i_iter in range(n_iters - 1):
+            todo = np.flatnonzero(margin_min > 0)
+            if len(todo) == 0:
+                break
+            x_curr, x_best_curr = x[todo], x_best[todo]
+            deltas = x_best_curr - x_curr
+            frac = p_selection(p["p_init"], i_iter, n_iters)
+            s = int(round(np.sqrt(frac * n_features / c)))
+            s = min(max(s, 1), h - 1) if h > 1 else 1
+            for i in range(len(todo)):
+                ch = rng.integers(0, max(h - s, 1))
+                cw = rng.integers(0, max(w - s, 1))
+                win = (i, slice(ch, ch + s), slice(cw, cw + s))
+                x_win = x_curr[win]
+                best_win = x_best_curr[win]
+                # Draw until the window actually changes the current best image.
+                for _ in range(100):
+                    if not np.all(np.abs(np.clip(x_win + deltas[win], 0, 1) - best_win) < 1e-7):
+                        break
+                    deltas[win] = eps * rng.choice([-1.0, 1.0], size=(1, 1, c))
+            x_new = np.clip(x_curr + deltas, 0.0, 1.0).astype(np.float32)
+            logits = _padded(forward, x_new, n)
+            sub = (y[todo], None if target is None else target[todo], y_oh[todo], t_oh[todo])
+            loss, marg = self._losses(logits, *sub)
+            improved = loss < loss_min[todo]
+            loss_min[todo] = np.where(improved, loss, loss_min[todo])
+            margin_min[todo] = np.where(improved, marg, margin_min[todo])
+            x_best[todo] = np.where(improved.reshape(-1, 1, 1, 1), x_new, x_best_curr)
+            n_queries[todo] += 1
+        self._queries.append(n_queries)
+        return x_best
