@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from hardened._backend import concrete_int
-from hardened.layers.stochastic import RandomizedLayer
+from hardened.layers.stochastic import RandomizedLayer, _walk
 
 
 @keras.saving.register_keras_serializable(package="hardened")
@@ -68,8 +68,20 @@ class RandomSwitch(RandomizedLayer):
         eager = concrete_int(index)
         if eager is not None:  # run one branch directly; tracing all N each call is slow
             return self.branches[eager](inputs, training=training)
+        if keras.backend.backend() == "jax" and self._branches_are_random():
+            # Random layers inside lax.switch branches would update their seed
+            # state inside the branch and leak tracers under jit: run every
+            # branch (all seed states advance) and select one output instead.
+            outputs = ops.stack([b(inputs, training=training) for b in self.branches])
+            return ops.take(outputs, index, axis=0)
         fns = [lambda x, b=b: b(x, training=training) for b in self.branches]
         return ops.switch(index, fns, inputs)
+
+    def _branches_are_random(self):
+        from hardened.layers.stochastic import randomized_layers
+
+        return any(randomized_layers(b) or any(isinstance(layer, keras.layers.Dropout) for layer in _walk(b))
+                   for b in self.branches)
 
     def compute_output_shape(self, input_shape):
         return self.branches[0].compute_output_shape(input_shape)

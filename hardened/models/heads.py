@@ -65,6 +65,14 @@ def normalize_defense(defense):
     if stoch is not None:
         if not isinstance(stoch, dict) or stoch.get("kind") not in STOCHASTIC_KINDS:
             raise ValueError(f"defense['stochastic'] must be a dict with kind in {STOCHASTIC_KINDS}, got {stoch!r}.")
+    noise = spec["conv_noise"]
+    if noise is not None:
+        if not isinstance(noise, dict) or set(noise) - {"init", "inner", "seed"}:
+            raise ValueError(
+                f"defense['conv_noise'] must be a dict with keys init, inner (stddevs) and seed, got {noise!r}."
+            )
+        if any(float(noise.get(k, 0)) < 0 for k in ("init", "inner")):
+            raise ValueError(f"defense['conv_noise'] stddevs must be >= 0, got {noise!r}.")
     return spec
 
 
@@ -112,10 +120,13 @@ def classifier_head(x, num_classes, hidden=(256, 256), defense=None, dropout=Non
         if n_fc < 2:
             raise ValueError("A hashed head needs at least one hidden FC layer (set extra_fc).")
         hashed = {n_fc - 2: spec["hashed"][0], n_fc - 1: spec["hashed"][1]}
+    if spec["stochastic"] is not None and not widths:
+        raise ValueError("A stochastic defense sits after fc1, but this head has no hidden FC layer (set extra_fc).")
     for i, units in enumerate(widths):
         x = dense_layer(units, spec, f"fc{i + 1}", activation="relu", hashed_cr=hashed.get(i), seed_offset=i)(x)
         if i == 0 and spec["stochastic"] is not None:
             x = stochastic_layer(spec["stochastic"], "fc1_" + spec["stochastic"]["kind"])(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"fc{i + 1}_dropout")(x)
+            # Training-time regulariser only (Keras Dropout is off at inference).
+            x = keras.layers.Dropout(dropout, name=f"fc{i + 1}_train_dropout")(x)
     return dense_layer(num_classes, spec, "logits", hashed_cr=hashed.get(n_fc - 1), seed_offset=n_fc - 1)(x)
