@@ -84,5 +84,8 @@ def test_checkpoints_load_with_equal_predictions_on_other_backend(saved_cases, o
         assert got.shape == ref.shape, case
         diff = float(np.max(np.abs(got - ref)))
         worst.append((diff, case))
-        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5, err_msg=f"{case}: saved on {here}, loaded on {other}")
+        # 1e-5 relative to the logits' scale: backends sum float32 convolutions
+        # in different orders (measured worst: 3e-5 on logits of magnitude 24).
+        tol = 1e-5 * max(1.0, float(np.abs(ref).max()))
+        np.testing.assert_allclose(got, ref, rtol=0, atol=tol, err_msg=f"{case}: saved on {here}, loaded on {other}")
     print(f"{here} -> {other}: worst |diff| {max(worst)}")
