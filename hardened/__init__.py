@@ -14,4 +14,14 @@ from hardened import layers  # noqa: E402,F401  (registers the custom layers)
 from hardened.validation import check_images  # noqa: E402
 from hardened.zoo.checkpoint import IntegrityError, load_pretrained, save_pretrained  # noqa: E402
 
-__all__ = ["IntegrityError", "check_images", "layers", "load_pretrained", "save_pretrained", "__version__"]
+__all__ = ["IntegrityError", "check_images", "evaluate", "layers", "load_pretrained", "save_pretrained",
+           "__version__"]
+
+
+def __getattr__(name):
+    # Lazy: attacks, tqdm and matplotlib load only when an evaluation runs.
+    if name == "evaluate":
+        from hardened.evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'hardened' has no attribute {name!r}")

@@ -1,0 +1,526 @@
+"""`evaluate`: run a suite of attacks and the masking checks, write results.json/.md/.png."""
+
+import datetime
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hardened.evaluation import _run, masking, metrics, suites
+from hardened.validation import check_images
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+PLOT_PNG = "success_vs_eps.png"
+SCHEMA_VERSION = 1
+ESTIMATOR_SUBSET = 100
+
+
+def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_dir=None, dataset=None,
+             progress=True, quick=False, only=None, data_dir=None, strict=False, masking_subset=None):
+    """Evaluate the robustness of a classifier with a suite of attacks.
+
+    The first ``n`` images are used. Every evaluation also runs the cheap
+    gradient-masking checks (`hardened.evaluation.masking`) and records the
+    seed-000 robustness-estimator terms g and φ.
+
+    Args:
+        model: A `keras.Model` mapping images in [0, 1] (NHWC) to logits.
+        data: ``(x, y)``: images in [0, 1] and integer labels. If omitted, the
+            test split of the dataset named by ``dataset`` or by the model's
+            ``hardened_metadata`` is loaded with `hardened.data.load_dataset`.
+        suite: ``"seed"``, ``"adaptive"`` or ``"full"`` (see `hardened.evaluation.suites`).
+        n: Number of test images (the first ``n``); attacks with a paper-given
+            count (e.g. 100 source images for targeted attacks) use at most that.
+        seed: Seed of every random draw (reset before each attack).
+        batch_size: Images per forward pass / attack batch.
+        out_dir: If given, write ``results.json``, ``results.md`` and
+            ``success_vs_eps.png`` there (created if needed).
+        dataset: Dataset name: chooses the MNIST or CIFAR-10 attack settings
+            and, without ``data``, the images. Default: from the metadata, else
+            guessed from the input shape (recorded in the results).
+        progress: Show tqdm progress bars.
+        quick: Lower the number of images of the expensive attacks (recorded
+            in ``budget``); ε, steps and restarts are never changed.
+        only: Names of the suite's attacks to run (e.g. ``["FGSM", "BIM"]``);
+            ``None`` runs all. The masking checks always run.
+        data_dir: Passed to `load_dataset` when the data are loaded.
+        strict: Re-raise an attack's error instead of recording it.
+        masking_subset: Images used by the masking checks (default: min(n, 100)).
+
+    Returns:
+        The results dict (see ``results.json``): ``clean_accuracy``, ``n``,
+        ``backend``, ``seed``, ``suite``, ``versions``, ``attacks``, ``flags``,
+        ``gradient_masking``, ``eps_sweep`` and more.
+
+    Raises:
+        ValueError: unknown suite, ``n < 1``, images outside [0, 1], labels out
+            of range or of the wrong shape, no data and no dataset to load.
+        TypeError: ``model`` is not a Keras model, or integer images.
+    """
+    import keras
+
+    started = time.perf_counter()
+    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"evaluate() needs a keras.Model, got {type(model).__name__}.")
+    if suite not in suites.SUITES:
+        raise ValueError(f"Unknown suite {suite!r}; expected one of {', '.join(suites.SUITES)}.")
+    _check_positive_int("n", n)
+    _check_positive_int("batch_size", batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    if masking_subset is not None:
+        _check_positive_int("masking_subset", masking_subset)
+
+    metadata = getattr(model, "hardened_metadata", None) or {}
+    dataset_name = dataset if dataset is not None else _metadata_dataset(metadata)
+    x, y, data_source = _resolve_data(model, data, dataset_name, n, data_dir)
+    input_shape = tuple(model.input_shape[1:])
+    num_classes = int(model.output_shape[-1])
+    x = check_images(x, input_shape, name="images")
+    y = _check_labels(y, len(x), num_classes)
+    x, y = x[:n], y[:n]
+    family, family_how = suites.family_for(_known_family(dataset_name), input_shape)
+    settings = suites.settings(family)
+
+    keras.utils.set_random_seed(int(seed))
+    pred_clean = metrics.predict_labels(model, x, batch_size)
+    clean_acc = float(np.mean(pred_clean == y))
+    randomness = masking.forward_randomness(model, x[: min(len(x), 16)])
+    randomized = bool(randomness["differs"] or randomness["randomized_layers"])
+    backend = keras.backend.backend()
+
+    specs = suites.build_suite(suite, dataset=_known_family(dataset_name), input_shape=input_shape,
+                               randomized=randomized, backend=backend, quick=quick)
+    specs = suites.select(specs, only)
+
+    # Cheap masking checks first: they are the evaluation's sanity check.
+    keras.utils.set_random_seed(int(seed))
+    subset = masking_subset or min(len(x), masking.SWEEP_SUBSET)
+    sweep_eps = sorted(set(settings["sweep_eps"]) | {settings["linf_eps"], settings["adaptive_eps"]})
+    cheap = masking.run_masking_checks(model, x, y, sweep_eps, black_box_eps=settings["adaptive_eps"],
+                                       pred_clean=pred_clean, subset=subset, batch_size=batch_size,
+                                       progress=progress, seed=int(seed))
+
+    from tqdm.auto import tqdm
+
+    entries = []
+    for spec in tqdm(specs, desc="attacks", disable=not progress):
+        keras.utils.set_random_seed(int(seed))  # each attack reproducible on its own
+        entries.append(_run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict))
+
+    flags = masking.finalize_flags(cheap, entries)
+    keras.utils.set_random_seed(int(seed))
+    estimator = _estimator_terms(model, x, batch_size)
+
+    capped = [e["name"] for e in entries if e.get("quick_capped")]
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "model_name": getattr(model, "name", None),
+        "checkpoint": _checkpoint_info(metadata),
+        "dataset": dataset_name,
+        "data_source": data_source,
+        "settings": family,
+        "settings_source": family_how,
+        "eps": {"seed_linf": settings["linf_eps"], "seed_linf_source": settings["eps_source"],
+                "adaptive_linf": settings["adaptive_eps"], "adaptive_linf_source": settings["adaptive_eps_source"]},
+        "suite": suite,
+        "only": list(only) if isinstance(only, (list, tuple)) else only,
+        "n": int(len(x)),
+        "n_requested": int(n),
+        "n_correct": int(np.sum(pred_clean == y)),
+        "clean_accuracy": clean_acc,
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "backend": backend,
+        "versions": package_versions(),
+        "budget": {
+            "quick": bool(quick),
+            "note": ("quick budget: fewer images for " + ", ".join(capped) +
+                     "; every other parameter is the full suite's") if quick and capped else
+                    ("quick budget requested; no attack of this selection is capped" if quick else "full budget"),
+            "capped_attacks": capped,
+        },
+        "randomized": randomized,
+        "randomness": randomness,
+        "attacks": entries,
+        "flags": flags,
+        "gradient_masking": masking.gradient_masking(flags),
+        "masking_thresholds": dict(masking.THRESHOLDS),
+        "eps_sweep": masking.public_sweep(cheap["eps_sweep"]),
+        "masking_black_box": cheap.get("square"),
+        "masking_errors": cheap["errors"],
+        "robustness_estimator": estimator,
+        "summary": _summary(entries, clean_acc),
+        "started_at": started_at,
+        "seconds": None,
+    }
+    results["seconds"] = round(time.perf_counter() - started, 3)
+    results = _json_clean(results)
+    if out_dir is not None:
+        write_results(results, out_dir)
+    return results
+
+
+# ----------------------------------------------------------------- running one spec
+def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict):
+    entry = {
+        "name": spec.name, "suite": spec.suite, "attack": spec.attack, "params": _run._jsonable(spec.params),
+        "targeted": spec.targeted, "norm": spec.norm, "eps": spec.eps, "black_box": spec.black_box,
+        "wrapper": spec.wrapper, "wrapper_params": _run._jsonable(spec.wrapper_params), "threat": spec.threat,
+        "metric": spec.metric, "source": spec.source, "note": spec.note, "max_images": spec.max_images,
+        "paper_images": spec.paper_images, "quick_capped": spec.quick_capped,
+        "status": "ok", "success_rate": None, "n_images": 0, "n_attacked": 0, "n_success": 0,
+        "mean_l0": None, "mean_l2": None, "mean_linf": None, "seconds": 0.0,
+    }
+    if spec.skip_reason:
+        entry.update(status="skipped", reason=spec.skip_reason)
+        return entry
+    start = time.perf_counter()
+    try:
+        if spec.targeted:
+            n_src = len(x) if spec.max_images is None else spec.max_images
+            attack = _run.make_attack(spec, seed)
+            entry["params"] = _run.attack_params(attack, spec.params)
+            _fit_substitute(spec, attack, model, x, batch_size)
+            res = _run.targeted(attack, model, x, y, pred_clean, n_src, num_classes, batch_size, progress)
+            entry["n_images"] = res["n_source_images"]
+        else:
+            cap = len(x) if spec.max_images is None else min(len(x), spec.max_images)
+            xs, ys, ps = x[:cap], y[:cap], pred_clean[:cap]
+            if spec.attack == "autoattack":
+                attack = _AutoAttack(spec, num_classes, seed)
+            else:
+                attack = _run.make_attack(spec, seed)
+                entry["params"] = _run.attack_params(attack, spec.params)
+            _fit_substitute(spec, attack, model, x, batch_size)
+            res = _run.untargeted(attack, model, xs, ys, ps, batch_size, progress)
+            entry["n_images"] = int(cap)
+            if spec.metric == "deepfool_rho":
+                entry["rho"] = metrics.deepfool_robustness(res["_x"], res["_x_adv"], res["_success"])
+        for key in ("success_rate", "n_attacked", "n_success", "mean_l0", "mean_l2", "mean_linf"):
+            entry[key] = res[key]
+    except Exception as err:
+        if strict:
+            raise
+        entry.update(status="error", error=f"{type(err).__name__}: {err}")
+    entry["seconds"] = round(time.perf_counter() - start, 3)
+    return entry
+
+
+def _fit_substitute(spec, attack, model, x, batch_size):
+    """Seed 000 trains the substitute on the first 150 *test* images, correct or not.
+
+    Without this the attack would fit on the first images it is asked to
+    attack (only correctly classified ones).
+    """
+    if spec.attack == "substitute" and hasattr(attack, "fit"):
+        attack.fit(model, x[: int(attack.params.get("n_seed", 150))], batch_size=max(batch_size, 1))
+
+
+class _AutoAttack:
+    """torchattacks.AutoAttack behind the `Attack.generate` interface (torch backend only)."""
+
+    name = "autoattack"
+    gradient_free = False
+
+    def __init__(self, spec, num_classes, seed):
+        self.spec = spec
+        self.num_classes = num_classes
+        self.seed = int(seed)
+        self.params = dict(spec.params)
+
+    def generate(self, model, x, y, target=None, batch_size=128, progress=False):
+        import torch
+        import torchattacks
+
+        class _NCHW(torch.nn.Module):
+            # torchattacks' Square/FAB read (C, H, W) from dims 1-3; Keras models take NHWC.
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, images):
+                return self.inner(images.permute(0, 2, 3, 1), training=False)
+
+        wrapped = _NCHW(model)
+        attack = torchattacks.AutoAttack(wrapped, norm=self.params["norm"], eps=float(self.params["eps"]),
+                                         version=self.params["version"], n_classes=self.num_classes,
+                                         seed=self.seed)
+        out = []
+        for start in range(0, len(x), batch_size):
+            xb = torch.tensor(np.transpose(x[start:start + batch_size], (0, 3, 1, 2)))
+            yb = torch.tensor(np.asarray(y[start:start + batch_size]), dtype=torch.long)
+            adv = attack(xb, yb).detach().cpu().numpy()
+            out.append(np.transpose(adv, (0, 2, 3, 1)))
+        return np.concatenate(out).astype(np.float32) if out else np.zeros_like(x)
+
+
+# ----------------------------------------------------------------- data and metadata
+def _metadata_dataset(metadata):
+    ds = metadata.get("dataset") if isinstance(metadata, dict) else None
+    if isinstance(ds, dict):
+        ds = ds.get("name")
+    return ds if isinstance(ds, str) and ds else None
+
+
+def _known_family(dataset_name):
+    """The dataset name if it has attack settings, else None (then the input shape decides)."""
+    if dataset_name is not None and str(dataset_name).strip().lower() in suites.FAMILIES:
+        return dataset_name
+    return None
+
+
+def _resolve_data(model, data, dataset_name, n, data_dir):
+    if data is not None:
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError(f"data must be a pair (x, y) of images and labels, got {type(data).__name__}"
+                             + (f" of length {len(data)}" if hasattr(data, "__len__") else "") + ".")
+        x, y = data
+        return x, y, "argument"
+    if dataset_name is None:
+        raise ValueError(
+            "evaluate() got no data and the model's hardened_metadata names no dataset. Pass data=(x, y) "
+            "or dataset='mnist' / 'fashion_mnist' / 'cifar10'."
+        )
+    from hardened.data import load_dataset
+
+    x, y = load_dataset(dataset_name, data_dir=data_dir, split="test")
+    return x[:n], y[:n], f"hardened.data.load_dataset({dataset_name!r}, split='test')[:{n}]"
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+
+
+def _check_labels(y, n_images, num_classes):
+    try:
+        arr = np.asarray(y)
+    except Exception as err:
+        raise ValueError(f"labels must be an array of integers, got {type(y).__name__} ({err}).") from None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"labels must have shape (N,) (integer class indices, not one-hot), got shape {arr.shape}.")
+    if len(arr) != n_images:
+        raise ValueError(f"Got {n_images} images but {len(arr)} labels; they must match.")
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer)
+                                   or (np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0))):
+        raise ValueError(f"labels must be integer class indices, got dtype {arr.dtype}.")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes - 1}] (the model has {num_classes} outputs); "
+                         f"found values in [{arr.min()}, {arr.max()}].")
+    return arr
+
+
+def _checkpoint_info(metadata):
+    if not metadata:
+        return None
+    files = metadata.get("files", {}) if isinstance(metadata.get("files"), dict) else {}
+    return {"model_name": metadata.get("model_name"),
+            "weights_sha256": files.get("model.safetensors", {}).get("sha256"),
+            "recipe": metadata.get("recipe")}
+
+
+def package_versions():
+    """Versions of Python, Keras, the backends and the evaluation's dependencies."""
+    import importlib.metadata as md
+
+    import keras
+
+    versions = {"python": platform.python_version(), "keras": keras.__version__,
+                "backend": keras.backend.backend()}
+    for pkg in ("hardened", "numpy", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "torchattacks",
+                "matplotlib", "tqdm"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+# ----------------------------------------------------------------- summaries
+def _estimator_terms(model, x, batch_size):
+    xs = x[: min(len(x), ESTIMATOR_SUBSET)]
+    try:
+        terms = metrics.robustness_terms(model, xs, batch_size)
+    except Exception as err:
+        return {"error": f"{type(err).__name__}: {err}"}
+    return {**terms, "n": int(len(xs)), "note": "raw g and phi of seed 000; R = alpha*g + (1-alpha)*phi needs "
+                                                "g and phi normalised across candidate models "
+                                                "(metrics.estimator_table)"}
+
+
+def _summary(entries, clean_acc):
+    ok = [e for e in entries if e["status"] == "ok" and e["success_rate"] is not None
+          and not _isnan(e["success_rate"])]
+    white_seed = [e for e in ok if e["suite"] == "seed" and not e["black_box"] and e["metric"] == "success_rate"]
+    worst = {}
+    for e in ok:
+        if e["targeted"] or e["eps"] is None:
+            continue
+        w = worst.setdefault(e["threat"], {"max_success_rate": 0.0, "attack": None})
+        if w["attack"] is None or e["success_rate"] > w["max_success_rate"]:
+            w.update(max_success_rate=e["success_rate"], attack=e["name"])
+    for w in worst.values():
+        # Robust accuracy against the strongest single attack of this threat model.
+        w["robust_accuracy_upper_bound"] = clean_acc * (1.0 - w["max_success_rate"])
+    return {
+        "mean_white_box_success_rate_seed": float(np.mean([e["success_rate"] for e in white_seed]))
+        if white_seed else None,
+        "mean_white_box_attacks": [e["name"] for e in white_seed],
+        "worst_case_by_threat": worst,
+        "deepfool_rho": next((e.get("rho") for e in ok if e["metric"] == "deepfool_rho"), None),
+        "n_errors": sum(e["status"] == "error" for e in entries),
+        "n_skipped": sum(e["status"] == "skipped" for e in entries),
+    }
+
+
+def _isnan(v):
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _json_clean(obj):
+    """NaN/inf -> None and numpy scalars -> Python, so results.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_clean(obj.tolist())
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
+
+
+# ----------------------------------------------------------------- writing
+def write_results(results, out_dir):
+    """Write ``results.json``, ``results.md`` and ``success_vs_eps.png`` into ``out_dir``.
+
+    Returns:
+        Dict of the written paths.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / RESULTS_JSON, "md": out / RESULTS_MD, "png": out / PLOT_PNG}
+    paths["json"].write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    paths["md"].write_text(render_markdown(results))
+    plot_sweep(results, paths["png"])
+    return paths
+
+
+def _pct(v):
+    return "–" if v is None else f"{100 * v:.1f} %"
+
+
+def _num(v, fmt="{:.4g}"):
+    return "–" if v is None else fmt.format(v)
+
+
+def render_markdown(results):
+    """The markdown report of a results dict."""
+    lines = [f"# Robustness evaluation: {results.get('model_name')}", ""]
+    budget = results["budget"]
+    lines += [
+        f"- dataset: {results.get('dataset') or 'unspecified'} ({results['data_source']}); attack settings: "
+        f"{results['settings']} ({results['settings_source']})",
+        f"- suite: `{results['suite']}`; n = {results['n']} images; seed {results['seed']}; "
+        f"backend {results['backend']}; keras {results['versions'].get('keras')}",
+        f"- budget: {budget['note']}",
+        f"- clean accuracy: {_pct(results['clean_accuracy'])} ({results['n_correct']}/{results['n']})",
+        f"- randomized model: {'yes' if results['randomized'] else 'no'}",
+    ]
+    triggered = [f["name"] for f in results["flags"] if f["triggered"]]
+    verdict = "**YES**" if results["gradient_masking"] else "no"
+    lines.append(f"- gradient masking: {verdict}" + (f" (flags: {', '.join(triggered)})" if triggered else ""))
+    summ = results["summary"]
+    if summ.get("mean_white_box_success_rate_seed") is not None:
+        lines.append(f"- mean white-box success rate of the seed attacks: "
+                     f"{_pct(summ['mean_white_box_success_rate_seed'])}")
+    lines += ["", "## Attacks", "",
+              "| attack | suite | threat model | images | attacked | success rate | mean L2 | mean L∞ | mean L0 "
+              "| time (s) | status |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for e in results["attacks"]:
+        status = e["status"]
+        if status == "skipped":
+            status = f"skipped: {e.get('reason')}"
+        elif status == "error":
+            status = f"error: {e.get('error')}"
+        extra = f" (ρ = {e['rho']:.4g})" if e.get("rho") is not None else ""
+        lines.append(
+            f"| {e['name']}{extra} | {e['suite']} | {e['threat']} | {e['n_images']} | {e['n_attacked']} | "
+            f"{_pct(e['success_rate'])} | {_num(e['mean_l2'])} | {_num(e['mean_linf'])} | "
+            f"{_num(e['mean_l0'], '{:.1f}')} | {e['seconds']:.1f} | {status.replace('|', '/')} |")
+    lines += ["", "## Gradient-masking checks", "", "| check | triggered | detail |", "|---|---|---|"]
+    for f in results["flags"]:
+        mark = "**yes**" if f["triggered"] else ("no" if f["evaluated"] else "n/a")
+        lines.append(f"| {f['name']} | {mark} | {str(f['detail']).replace('|', '/')} |")
+    sweep = results["eps_sweep"]
+    names = list(sweep["curves"])
+    lines += ["", f"## Success rate vs ε (l∞, PGD {sweep['steps']} steps, {sweep['n_attacked']} correct images "
+                  "of the masking subset)", "",
+              "| ε | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    for i, eps in enumerate(sweep["eps"]):
+        lines.append(f"| {eps:.4g} | " + " | ".join(_pct(sweep["curves"][k][i]) for k in names) + " |")
+    if results.get("masking_errors"):
+        lines += ["", "Masking-check errors (the dependent checks are marked n/a):", ""]
+        lines += [f"- {k}: {v}" for k, v in results["masking_errors"].items()]
+    lines += ["", "## Parameters", ""]
+    for e in results["attacks"]:
+        wrapper = f" wrapped in `{e['wrapper']}({json.dumps(e['wrapper_params'])})`" if e["wrapper"] else ""
+        count = (f"; images: {e['n_images']}" + (f" (papers: {e['paper_images']})" if e.get("paper_images") else "")
+                 + (" [quick budget]" if e.get("quick_capped") else ""))
+        lines.append(f"- **{e['name']}** (`{e['attack']}`{wrapper}): `{json.dumps(e['params'], sort_keys=True)}`"
+                     + count
+                     + (f"; {e['source']}" if e.get("source") else "") + (f"; note: {e['note']}" if e.get("note")
+                                                                            else ""))
+    est = results.get("robustness_estimator") or {}
+    if "g" in est:
+        lines += ["", f"Robustness-estimator terms (seed 000, {est['n']} images): g = {est['g']:.4g}, "
+                      f"φ = {est['phi']:.4g} (raw; normalise across candidates before combining)."]
+    lines += ["", f"Versions: {json.dumps(results['versions'], sort_keys=True)}", ""]
+    return "\n".join(lines)
+
+
+def plot_sweep(results, path):
+    """Plot success rate vs ε of the masking sweep (and the suite's l∞ attacks) to a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # Figure + Agg canvas directly: no pyplot, so the caller's backend is untouched.
+    fig = Figure(figsize=(8, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    sweep = results["eps_sweep"]
+    for name, rates in sweep["curves"].items():
+        pts = [(e, 100 * r) for e, r in zip(sweep["eps"], rates) if r is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=f"{name} (sweep)")
+    markers = "xP*^vsD<>ph+1234"
+    points = [e for e in results["attacks"] if e["status"] == "ok" and e["norm"] == "linf"
+              and e["eps"] is not None and not e["targeted"] and e["success_rate"] is not None]
+    for i, e in enumerate(points):  # legend entries, not annotations: many attacks share a point
+        ax.scatter([e["eps"]], [100 * e["success_rate"]], marker=markers[i % len(markers)], s=36, zorder=3,
+                   label=f"{e['name']} ({e['suite']}, n={e['n_attacked']})")
+    ax.set_xscale("log")
+    ax.set_xlabel("ε (l∞)")
+    ax.set_ylabel("attack success rate (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(f"{results.get('model_name')} — {results.get('dataset') or results['settings']}, "
+                 f"n = {sweep['n_attacked']}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    fig.savefig(str(path))

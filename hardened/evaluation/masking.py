@@ -1,0 +1,440 @@
+"""Gradient-masking checks (Carlini et al. 2019, "On Evaluating Adversarial Robustness").
+
+Each check returns a named flag::
+
+    {"name": ..., "triggered": bool, "kind": "masking" | "randomness",
+     "evaluated": bool, "detail": "...", "value": ..., "threshold": ...}
+
+``gradient_masking`` is true when any flag of kind ``"masking"`` triggered.
+The ``randomized`` flag is of kind ``"randomness"``: randomness by itself is not
+evidence of masked gradients, but it makes single-sample white-box numbers
+unreliable, so the adaptive suite then adds EOT and fixed-randomness attacks and
+``eot_stronger_than_plain`` (a masking flag) compares them with plain PGD.
+
+The cheap checks (`run_masking_checks`) run on every evaluation: an ε-sweep of
+FGSM, PGD-CE and PGD-margin on a subset, the share of exactly-zero CE input
+gradients, two forward passes for randomness, and a short Square run as the
+black-box reference. `flags_from_attacks` adds the comparisons that the
+suite's own results allow.
+"""
+
+import math
+
+import numpy as np
+
+from hardened.evaluation import _run, metrics
+
+#: Thresholds of the flags (fractions). Chosen well above the sampling noise
+#: of a ~100-image subset (binomial std <= 5 points).
+ZERO_GRADIENT_SHARE = 0.5
+CE_MARGIN_GAP = 0.20
+SINGLE_STEP_LEAD = 0.10
+EPS_DROP = 0.10
+EPS_MIN_RISE = 0.05
+UNBOUNDED_SUCCESS = 0.99
+BLACK_BOX_LEAD = 0.10
+EOT_LEAD = 0.10
+
+THRESHOLDS = {
+    "zero_gradients": ZERO_GRADIENT_SHARE, "ce_margin_gap": CE_MARGIN_GAP,
+    "iterative_weaker_than_single_step": SINGLE_STEP_LEAD, "no_increase_with_eps": EPS_DROP,
+    "unbounded_not_100": UNBOUNDED_SUCCESS, "black_box_stronger_than_white_box": BLACK_BOX_LEAD,
+    "eot_stronger_than_plain": EOT_LEAD,
+}
+
+FLAG_NAMES = ("zero_gradients", "ce_margin_gap", "iterative_weaker_than_single_step", "no_increase_with_eps",
+              "unbounded_not_100", "black_box_stronger_than_white_box", "eot_stronger_than_plain", "randomized")
+
+#: Sweep settings: a diagnostic, not a reported robustness number.
+SWEEP_STEPS = 20
+SWEEP_SUBSET = 100
+SQUARE_QUERIES = 1000
+SQUARE_SUBSET = 50
+
+
+def make_flag(name, triggered, detail, value=None, kind="masking", evaluated=True, threshold=None):
+    """A flag dict (see the module docstring)."""
+    return {"name": name, "triggered": bool(triggered) if evaluated else False, "kind": kind,
+            "evaluated": bool(evaluated), "detail": detail, "value": value,
+            "threshold": THRESHOLDS.get(name) if threshold is None else threshold}
+
+
+def gradient_masking(flags):
+    """True if any evaluated flag of kind "masking" triggered."""
+    return any(f["triggered"] and f["kind"] == "masking" for f in flags)
+
+
+# ----------------------------------------------------------------- randomness
+def forward_randomness(model, x):
+    """Run ``x`` through ``model`` twice; report whether the logits differ.
+
+    Returns:
+        ``{"differs": bool, "max_abs_diff": float, "randomized_layers": [names]}``.
+    """
+    from keras import ops
+
+    from hardened.layers import randomized_layers
+
+    a = ops.convert_to_numpy(model(x, training=False))
+    b = ops.convert_to_numpy(model(x, training=False))
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    layers = [layer.name for layer in randomized_layers(model) if getattr(layer, "randomness", True)]
+    return {"differs": diff > 0.0, "max_abs_diff": diff, "randomized_layers": layers}
+
+
+def check_randomized(info):
+    """The ``randomized`` flag from `forward_randomness` output."""
+    if info["differs"]:
+        detail = (f"two forward passes of the same input differ (max |Δlogit| = {info['max_abs_diff']:.3g}); "
+                  "white-box numbers need EOT and fixed-randomness attacks")
+    elif info["randomized_layers"]:
+        detail = (f"layers {info['randomized_layers']} are marked random but two passes agreed on this input")
+    else:
+        detail = "two forward passes agree; no randomized layers"
+    return make_flag("randomized", info["differs"], detail, value=info["max_abs_diff"], kind="randomness",
+                     threshold=0.0)
+
+
+# ----------------------------------------------------------------- zero gradients
+def _ce(logits, labels):
+    from keras import ops
+
+    return ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+def zero_gradient_share(model, x, y, batch_size=128):
+    """How much of the CE-loss input gradient is exactly zero.
+
+    Returns:
+        ``(share_of_entries, share_of_images_all_zero)``. The flag uses the
+        second: per-entry zeros are common on plain models with sparse images
+        (MNIST's black background under dead ReLUs), whereas an image whose
+        whole gradient is exactly 0 is what a saturated softmax (GI,
+        logits augmentation, distillation) or a non-differentiable layer
+        produces: sign-based attacks then have no direction at all.
+    """
+    from hardened.attacks._grad import loss_and_input_grad
+
+    zeros, total, dead = 0, 0, 0
+    for start in range(0, len(x), batch_size):
+        xb = np.asarray(x[start:start + batch_size], np.float32)
+        yb = np.asarray(y[start:start + batch_size]).astype("int32")
+        _, grad, _ = loss_and_input_grad(model, xb, _ce, yb)
+        flat = grad.reshape(len(xb), -1)
+        is_zero = flat == 0
+        zeros += int(is_zero.sum())
+        total += is_zero.size
+        dead += int(np.all(is_zero, axis=1).sum())
+    if total == 0:
+        return float("nan"), float("nan")
+    return zeros / total, dead / len(x)
+
+
+def check_zero_gradients(share_entries, share_images):
+    evaluated = not math.isnan(share_images)
+    return make_flag(
+        "zero_gradients", evaluated and share_images > ZERO_GRADIENT_SHARE,
+        f"{share_images:.1%} of the images have an exactly-zero CE-loss input gradient "
+        f"(threshold {ZERO_GRADIENT_SHARE:.0%}); {share_entries:.1%} of all gradient entries are 0"
+        if evaluated else "no images to measure",
+        value={"share_images": share_images, "share_entries": share_entries}, evaluated=evaluated)
+
+
+# ----------------------------------------------------------------- ε-sweep
+def sweep_attacks(eps, steps=SWEEP_STEPS, seed=0):
+    """(name, get_attack name, params) of the sweep attacks at one ε."""
+    pgd = {"norm": "linf", "eps": eps, "steps": steps, "step_size": 2.5 * eps / steps, "restarts": 1,
+           "random_start": True, "seed": int(seed)}
+    return [
+        ("FGSM", "fgsm", {"eps": eps}),
+        ("PGD-CE", "pgd", {**pgd, "loss": "ce"}),
+        ("PGD-margin", "pgd", {**pgd, "loss": "margin"}),
+    ]
+
+
+def eps_sweep(model, x, y, pred_clean, eps_values, steps=SWEEP_STEPS, batch_size=128, progress=False, seed=0):
+    """Success rate of FGSM, PGD-CE and PGD-margin at each ε, on the correct images of ``x``.
+
+    Returns:
+        ``{"norm": "linf", "eps": [...], "steps": steps, "n_attacked": k,
+        "curves": {name: [rate per ε]}, "errors": {...}}`` plus private
+        ``_success`` (name -> list of per-image masks) for other checks.
+    """
+    attacks = _run.attacks_module()
+    eps_values = sorted(float(e) for e in eps_values)
+    curves, masks, errors = {}, {}, {}
+    n_att = int(np.sum(np.asarray(pred_clean) == np.asarray(y)))
+    bar = _bar(len(eps_values) * 3, "eps-sweep", progress)
+    for eps in eps_values:
+        for name, attack_name, params in sweep_attacks(eps, steps, seed):
+            curves.setdefault(name, [])
+            masks.setdefault(name, [])
+            try:
+                attack = attacks.get_attack(attack_name, **params)
+                res = _run.untargeted(attack, model, x, y, pred_clean, batch_size=batch_size)
+                curves[name].append(res["success_rate"])
+                masks[name].append(res["_success"])
+            except Exception as err:  # recorded, and the dependent flags become "not evaluated"
+                errors[f"{name}@{eps:.4g}"] = f"{type(err).__name__}: {err}"
+                curves[name].append(None)
+                masks[name].append(None)
+            bar.update(1)
+    bar.close()
+    return {"norm": "linf", "eps": eps_values, "steps": steps, "n_attacked": n_att, "curves": curves,
+            "errors": errors, "_success": masks}
+
+
+def _pairs(sweep, a, b, bounded_only=True):
+    """(ε, rate_a, rate_b) where both attacks have a result."""
+    out = []
+    for i, eps in enumerate(sweep["eps"]):
+        if bounded_only and eps >= 1.0:
+            continue
+        ra, rb = sweep["curves"].get(a, [None] * (i + 1))[i], sweep["curves"].get(b, [None] * (i + 1))[i]
+        if ra is not None and rb is not None and not (math.isnan(ra) or math.isnan(rb)):
+            out.append((eps, ra, rb))
+    return out
+
+
+def check_ce_margin_gap(sweep):
+    pairs = _pairs(sweep, "PGD-margin", "PGD-CE")
+    if not pairs:
+        return make_flag("ce_margin_gap", False, "not evaluated: no PGD-CE/PGD-margin pair", evaluated=False)
+    eps, margin, ce = max(pairs, key=lambda p: p[1] - p[2])
+    gap = margin - ce
+    return make_flag(
+        "ce_margin_gap", gap > CE_MARGIN_GAP,
+        f"largest gap at eps={eps:.4g}: PGD-margin {margin:.1%} vs PGD-CE {ce:.1%} ({gap * 100:+.1f} points; "
+        f"threshold {CE_MARGIN_GAP * 100:.0f})",
+        value={"eps": eps, "margin": margin, "ce": ce, "gap": gap})
+
+
+def check_iterative_vs_single(sweep, attack_results=()):
+    evidence = [("FGSM", "PGD-CE", eps, f, p) for eps, f, p in _pairs(sweep, "FGSM", "PGD-CE")]
+    # The suite's own FGSM vs BIM/MIM/PGD-CE at the same threat model.
+    by_threat = {}
+    for r in attack_results:
+        if r.get("status") == "ok" and r.get("wrapper") is None and not r.get("black_box"):
+            by_threat.setdefault(r["threat"], []).append(r)
+    for rows in by_threat.values():
+        singles = [r for r in rows if r["attack"] == "fgsm"]
+        iters = [r for r in rows if r["attack"] in ("bim", "mim", "pgd")
+                 and r.get("params", {}).get("loss", "ce") == "ce"]  # same loss as FGSM
+        for s in singles:
+            for it in iters:
+                evidence.append((s["name"], it["name"], s.get("eps"), s["success_rate"], it["success_rate"]))
+    evidence = [e for e in evidence if e[3] is not None and e[4] is not None
+                and not (math.isnan(e[3]) or math.isnan(e[4]))]
+    if not evidence:
+        return make_flag("iterative_weaker_than_single_step", False, "not evaluated: no single-step/iterative pair",
+                         evaluated=False)
+    worst = max(evidence, key=lambda e: e[3] - e[4])
+    lead = worst[3] - worst[4]
+    return make_flag(
+        "iterative_weaker_than_single_step", lead > SINGLE_STEP_LEAD,
+        f"largest single-step lead: {worst[0]} {worst[3]:.1%} vs {worst[1]} {worst[4]:.1%} at eps={worst[2]:.4g} "
+        f"({lead * 100:+.1f} points; threshold {SINGLE_STEP_LEAD * 100:.0f})",
+        value=[{"single": e[0], "iterative": e[1], "eps": e[2], "single_rate": e[3], "iterative_rate": e[4]}
+               for e in evidence])
+
+
+def check_eps_monotone(sweep):
+    problems, values = [], {}
+    for name in ("PGD-CE", "PGD-margin"):
+        pts = [(e, r) for e, r in zip(sweep["eps"], sweep["curves"].get(name, [])) if r is not None
+               and not math.isnan(r)]
+        values[name] = pts
+        if len(pts) < 2:
+            continue
+        for (e0, r0), (e1, r1) in zip(pts, pts[1:]):
+            if r1 < r0 - EPS_DROP:
+                problems.append(f"{name} drops from {r0:.1%} at eps={e0:.4g} to {r1:.1%} at eps={e1:.4g}")
+        # The rise is judged on bounded eps only: at eps = 1 a random start alone can succeed.
+        bounded = [p for p in pts if p[0] < 1.0] or pts
+        (e_first, first), (e_last, last) = bounded[0], bounded[-1]
+        if len(bounded) >= 2 and last - first < EPS_MIN_RISE and last < UNBOUNDED_SUCCESS:
+            problems.append(f"{name} does not rise with eps ({first:.1%} at eps={e_first:.4g} -> "
+                            f"{last:.1%} at eps={e_last:.4g})")
+    if not any(len(v) >= 2 for v in values.values()):
+        return make_flag("no_increase_with_eps", False, "not evaluated: fewer than two sweep points",
+                         evaluated=False)
+    detail = "; ".join(problems) if problems else "success rises with eps for PGD-CE and PGD-margin"
+    return make_flag("no_increase_with_eps", bool(problems), detail,
+                     value={k: [r for _, r in v] for k, v in values.items()})
+
+
+def check_unbounded(sweep):
+    if not sweep["eps"] or sweep["eps"][-1] < 1.0:
+        return make_flag("unbounded_not_100", False, "not evaluated: the sweep has no unbounded (eps = 1) point",
+                         evaluated=False)
+    rates = {name: sweep["curves"][name][-1] for name in ("PGD-CE", "PGD-margin")
+             if name in sweep["curves"] and sweep["curves"][name][-1] is not None
+             and not math.isnan(sweep["curves"][name][-1])}
+    if not rates:
+        return make_flag("unbounded_not_100", False, "not evaluated: no result at eps = 1", evaluated=False)
+    low = {k: v for k, v in rates.items() if v < UNBOUNDED_SUCCESS}
+    detail = ("at eps = 1 (any image reachable) " + ", ".join(f"{k} {v:.1%}" for k, v in rates.items())
+              + (f"; below {UNBOUNDED_SUCCESS:.0%}: the attack, not the model, is failing" if low else ""))
+    return make_flag("unbounded_not_100", bool(low), detail, value=rates)
+
+
+# ----------------------------------------------------------------- black box vs white box
+def cheap_square(model, x, y, pred_clean, eps, sweep, n_queries=SQUARE_QUERIES, subset=SQUARE_SUBSET,
+                 batch_size=128, progress=False, seed=0):
+    """A short Square run at ``eps`` on the first correct images.
+
+    Returns its success rate with the sweep's white-box rates on the same
+    images (the sweep attacked the same correct images, in the same order).
+    """
+    if eps not in sweep["eps"]:
+        return None
+    i = sweep["eps"].index(eps)
+    correct = np.flatnonzero(np.asarray(pred_clean) == np.asarray(y))[:subset]
+    if len(correct) == 0:
+        return None
+    attacks = _run.attacks_module()
+    attack = attacks.get_attack("square", eps=eps, queries=n_queries, p_init=0.8, loss="margin", seed=int(seed))
+    res = _run.untargeted(attack, model, x[correct], y[correct], pred_clean[correct], batch_size=batch_size,
+                          progress=progress)
+    white = {}
+    for name in ("PGD-CE", "PGD-margin"):
+        masks = sweep["_success"].get(name)
+        if masks and masks[i] is not None:
+            white[name] = float(np.mean(masks[i][: len(correct)]))
+    return {"eps": eps, "n_queries": n_queries, "n_attacked": res["n_attacked"],
+            "black_box": {"Square": res["success_rate"]}, "white_box": white}
+
+
+def check_black_box(attack_results=(), square=None, square_error=None):
+    evidence = []
+    if square is not None and square["white_box"]:
+        best = max(square["white_box"].items(), key=lambda kv: kv[1])
+        evidence.append((f"Square ({square['n_queries']} queries, sweep subset)", square["black_box"]["Square"],
+                         f"{best[0]} (sweep)", best[1], square["eps"]))
+    by_threat = {}
+    for r in attack_results:
+        if r.get("status") == "ok" and r.get("success_rate") is not None and not math.isnan(r["success_rate"]):
+            by_threat.setdefault(r["threat"], []).append(r)
+    for threat, rows in by_threat.items():
+        black = [r for r in rows if r.get("black_box")]
+        white = [r for r in rows if not r.get("black_box")]
+        if black and white:
+            wb = max(white, key=lambda r: r["success_rate"])
+            for bb in black:
+                evidence.append((bb["name"], bb["success_rate"], wb["name"], wb["success_rate"], threat))
+    if not evidence:
+        why = f" (Square failed: {square_error})" if square_error else ""
+        return make_flag("black_box_stronger_than_white_box", False,
+                         "not evaluated: no black-box attack with a white-box counterpart" + why, evaluated=False)
+    worst = max(evidence, key=lambda e: e[1] - e[3])
+    lead = worst[1] - worst[3]
+    return make_flag(
+        "black_box_stronger_than_white_box", lead > BLACK_BOX_LEAD,
+        f"largest black-box lead: {worst[0]} {worst[1]:.1%} vs {worst[2]} {worst[3]:.1%} ({worst[4]}; "
+        f"{lead * 100:+.1f} points; threshold {BLACK_BOX_LEAD * 100:.0f})",
+        value=[{"black_box": e[0], "black_box_rate": e[1], "white_box": e[2], "white_box_rate": e[3],
+                "threat": e[4]} for e in evidence])
+
+
+def check_eot(attack_results=()):
+    ok = {r["name"]: r for r in attack_results if r.get("status") == "ok"}
+    evidence = []
+    for name, r in ok.items():
+        for prefix in ("EOT-", "FixedRand-"):
+            if name.startswith(prefix) and name[len(prefix):] in ok:
+                plain = ok[name[len(prefix):]]
+                evidence.append((name, r["success_rate"], plain["name"], plain["success_rate"]))
+    evidence = [e for e in evidence if not (math.isnan(e[1]) or math.isnan(e[3]))]
+    if not evidence:
+        return make_flag("eot_stronger_than_plain", False,
+                         "not evaluated: no EOT/fixed-randomness attack ran (deterministic model or seed suite)",
+                         evaluated=False)
+    worst = max(evidence, key=lambda e: e[1] - e[3])
+    lead = worst[1] - worst[3]
+    return make_flag(
+        "eot_stronger_than_plain", lead > EOT_LEAD,
+        f"largest lead: {worst[0]} {worst[1]:.1%} vs {worst[2]} {worst[3]:.1%} ({lead * 100:+.1f} points; "
+        f"threshold {EOT_LEAD * 100:.0f})",
+        value=[{"adaptive": e[0], "adaptive_rate": e[1], "plain": e[2], "plain_rate": e[3]} for e in evidence])
+
+
+# ----------------------------------------------------------------- all together
+def run_masking_checks(model, x, y, eps_values, black_box_eps=None, pred_clean=None, subset=SWEEP_SUBSET,
+                       steps=SWEEP_STEPS, batch_size=128, cheap_black_box=True, progress=False, seed=0):
+    """The cheap checks that run on every evaluation.
+
+    Args:
+        model: Keras model returning logits.
+        x: Images in [0, 1].
+        y: Integer labels.
+        eps_values: l_inf ε values of the sweep (include 1.0 for the unbounded check).
+        black_box_eps: ε of the short Square run (must be one of ``eps_values``);
+            ``None`` skips it.
+        pred_clean: Clean predictions of ``x`` (computed if ``None``).
+        subset: Use the first ``subset`` images.
+        steps: PGD iterations in the sweep.
+        batch_size: Images per forward pass.
+        cheap_black_box: Run the short Square attack.
+        progress: Show tqdm bars.
+        seed: Seed of PGD's random starts and Square's random search.
+
+    Returns:
+        ``{"flags": [...], "eps_sweep": {...}, "randomness": {...}, "square": {...} | None,
+        "errors": {...}}``. ``flags`` lacks ``eot_stronger_than_plain``; use
+        `finalize_flags` to add the suite-level comparisons.
+    """
+    x = np.asarray(x, np.float32)[:subset]
+    y = np.asarray(y).reshape(-1)[:subset]
+    pred_clean = (metrics.predict_labels(model, x, batch_size) if pred_clean is None
+                  else np.asarray(pred_clean).reshape(-1)[:subset])
+    errors = {}
+    randomness = forward_randomness(model, x[: min(len(x), 16)])
+    try:
+        share, dead = zero_gradient_share(model, x, y, batch_size)
+    except Exception as err:
+        errors["zero_gradients"] = f"{type(err).__name__}: {err}"
+        share, dead = float("nan"), float("nan")
+    sweep = eps_sweep(model, x, y, pred_clean, eps_values, steps=steps, batch_size=batch_size, progress=progress,
+                      seed=seed)
+    errors.update(sweep["errors"])
+    square, square_error = None, None
+    if cheap_black_box and black_box_eps is not None:
+        try:
+            square = cheap_square(model, x, y, pred_clean, float(black_box_eps), sweep, batch_size=batch_size,
+                                  progress=progress, seed=seed)
+        except Exception as err:
+            square_error = f"{type(err).__name__}: {err}"
+            errors["square"] = square_error
+    flags = [
+        check_zero_gradients(share, dead),
+        check_ce_margin_gap(sweep),
+        check_iterative_vs_single(sweep),
+        check_eps_monotone(sweep),
+        check_unbounded(sweep),
+        check_black_box((), square, square_error),
+        check_randomized(randomness),
+    ]
+    return {"flags": flags, "eps_sweep": sweep, "randomness": randomness, "square": square,
+            "square_error": square_error, "errors": errors}
+
+
+def finalize_flags(cheap, attack_results=()):
+    """All flags: the cheap checks merged with the comparisons the suite's results allow."""
+    by_name = {f["name"]: f for f in cheap["flags"]}
+    results = list(attack_results)
+    by_name["iterative_weaker_than_single_step"] = check_iterative_vs_single(cheap["eps_sweep"], results)
+    by_name["black_box_stronger_than_white_box"] = check_black_box(results, cheap.get("square"),
+                                                                   cheap.get("square_error"))
+    by_name["eot_stronger_than_plain"] = check_eot(results)
+    return [by_name[name] for name in FLAG_NAMES if name in by_name]
+
+
+def public_sweep(sweep):
+    """The sweep without its private per-image masks (for results.json)."""
+    return {k: v for k, v in sweep.items() if not k.startswith("_")}
+
+
+def _bar(total, desc, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)

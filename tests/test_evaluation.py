@@ -1,0 +1,354 @@
+"""hardened.evaluation: metric definitions, suites, masking flags, evaluate() and its files."""
+
+import importlib
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from hardened.evaluation import masking, metrics, suites, toy
+from hardened.evaluation import evaluate as evaluate_fn
+from hardened.layers import apply_gi
+
+evaluate_module = importlib.import_module("hardened.evaluation.evaluate")
+
+REQUIRED_KEYS = {"clean_accuracy", "n", "backend", "seed", "suite", "versions", "attacks", "flags",
+                 "gradient_masking", "eps_sweep"}
+ATTACK_KEYS = {"name", "suite", "params", "success_rate", "n_attacked", "targeted", "mean_l2", "mean_linf",
+               "mean_l0", "seconds", "status"}
+
+
+# ----------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def toy_data():
+    train = toy.synthetic_images(1000, seed=0)
+    test = toy.synthetic_images(120, seed=1)
+    return train, test
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_data):
+    (x, y), _ = toy_data
+    return toy.train_toy(toy.tiny_classifier(), x, y, epochs=6, batch_size=100, learning_rate=0.01)
+
+
+def _strict_json(text):
+    def reject(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+# ----------------------------------------------------------------- metric definitions (hand-computed)
+def test_untargeted_success_counts_only_originally_correct_images():
+    y = np.array([0, 1, 2, 3])
+    clean = np.array([0, 1, 2, 0])  # image 3 is wrong already: not attacked
+    adv = np.array([1, 1, 0, 0])    # image 0 fooled, 1 not, 2 fooled
+    rate, n_attacked, n_success = metrics.untargeted_success(y, clean, adv)
+    assert (n_attacked, n_success) == (3, 2)
+    assert rate == pytest.approx(2 / 3)
+    assert math.isnan(metrics.untargeted_success([1], [0], [0])[0])  # nothing correct -> undefined
+
+
+def test_targeted_protocol_takes_first_correct_images_times_all_wrong_targets():
+    y = np.array([2, 0, 1, 4])
+    clean = np.array([2, 1, 1, 4])  # image 1 is misclassified and skipped
+    index, labels, targets = metrics.targeted_pairs(y, clean, n_images=2, num_classes=5)
+    assert index.tolist() == [0] * 4 + [2] * 4
+    assert labels.tolist() == [2] * 4 + [1] * 4
+    assert targets.tolist() == [0, 1, 3, 4, 0, 2, 3, 4]
+    pred = targets.copy()
+    pred[[1, 2, 5]] = labels[[1, 2, 5]]  # 3 of the 8 pairs miss their target
+    rate, n, hits = metrics.targeted_success(pred, targets)
+    assert (n, hits) == (8, 5) and rate == pytest.approx(5 / 8)
+
+
+def test_distortion_is_averaged_over_successful_examples_and_l0_counts_pixels():
+    x = np.zeros((3, 2, 2, 2), np.float32)
+    adv = x.copy()
+    adv[0, 0, 0, :] = 0.1          # one pixel, both channels: L0 = 1, L2 = sqrt(0.02), Linf = 0.1
+    adv[1, :, :, 0] = 0.5          # four pixels, one channel each: L0 = 4, L2 = 1, Linf = 0.5
+    adv[2] = 0.9                   # failed example: ignored
+    adv[0, 1, 1, 1] = 1e-8         # float round-off is not a changed pixel
+    d = metrics.mean_distortion(x, adv, success=[True, True, False])
+    assert d["mean_l0"] == pytest.approx((1 + 4) / 2)
+    assert d["mean_l2"] == pytest.approx((math.sqrt(0.02) + 1.0) / 2, rel=1e-6)
+    assert d["mean_linf"] == pytest.approx((0.1 + 0.5) / 2, rel=1e-6)
+    assert metrics.mean_distortion(x, adv, success=[False] * 3) == {"mean_l0": None, "mean_l2": None,
+                                                                     "mean_linf": None}
+
+
+def test_deepfool_rho_is_mean_relative_l2_over_successes():
+    x = np.zeros((2, 1, 2, 1), np.float32)
+    x[:, 0, 0, 0] = [0.6, 0.8]
+    x[:, 0, 1, 0] = [0.8, 0.6]     # ||x||_2 = 1 for both
+    adv = x.copy()
+    adv[0, 0, 0, 0] += 0.3         # ||r|| = 0.3
+    adv[1, 0, 1, 0] += 0.1         # ||r|| = 0.1
+    assert metrics.deepfool_robustness(x, adv) == pytest.approx(0.2, rel=1e-6)
+    assert metrics.deepfool_robustness(x, adv, success=[True, False]) == pytest.approx(0.3, rel=1e-6)
+
+
+def test_robustness_terms_of_a_linear_model_match_closed_form():
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((2, 2, 1))
+    out = keras.layers.Dense(3, name="logits")(keras.layers.Flatten()(inp))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).random((5, 2, 2, 1)).astype("float32")
+    w = keras.ops.convert_to_numpy(model.get_layer("logits").kernel)
+    # dZ_j/dx_i = W_ij for every image: g = mean |W|.
+    assert metrics.logit_gradient_magnitude(model, x, batch_size=2) == pytest.approx(np.abs(w).mean(), rel=1e-5)
+    z = x.reshape(5, -1) @ w + keras.ops.convert_to_numpy(model.get_layer("logits").bias)
+    phi = np.mean(np.mean((z - z.mean(axis=1, keepdims=True)) ** 2, axis=1))
+    assert metrics.logit_variance(model, x) == pytest.approx(phi, rel=1e-5)
+
+
+def test_estimator_table_normalises_across_candidates_and_rejects_accuracy_drops():
+    r = metrics.estimator_table(g_values=[1.0, 3.0, 2.0], phi_values=[10.0, 20.0, 30.0],
+                                accuracies=[0.99, 0.985, 0.97], base_accuracy=0.99, alpha=0.5, threshold=0.01)
+    # normalised g = [0, 1, .5], phi = [0, .5, 1]; the third drops 2 points >= T = 1 point -> R = 1.
+    np.testing.assert_allclose(r, [0.0, 0.75, 1.0])
+    np.testing.assert_allclose(metrics.normalize_unit([2.0, 2.0]), [0.0, 0.0])
+    with pytest.raises(ValueError, match="alpha"):
+        metrics.robustness_estimator(0.1, 0.2, alpha=1.5)
+
+
+def test_des_is_defense_gain_over_accuracy_drop_plus_eta():
+    # Seed 004: Δd / (Δt + 0.002) with rates as fractions.
+    assert metrics.defense_efficiency_score(0.90, 0.895, 1.0, 0.5) == pytest.approx(0.5 / 0.007)
+    assert metrics.defense_efficiency_score(0.90, 0.90, 0.8, 0.6) == pytest.approx(0.2 / 0.002)
+    with pytest.raises(ValueError, match="fraction"):
+        metrics.defense_efficiency_score(90.0, 89.5, 100.0, 50.0)
+
+
+def test_clean_accuracy_does_not_depend_on_batch_size(toy_model, toy_data):
+    _, (xt, yt) = toy_data
+    acc = metrics.clean_accuracy(toy_model, xt, yt, batch_size=7)
+    assert acc == metrics.clean_accuracy(toy_model, xt, yt, batch_size=1000)
+    assert acc > 0.95  # the toy task is easy; a lower number means the fixture broke
+
+
+# ----------------------------------------------------------------- suites
+def test_suites_never_go_below_the_papers_eps():
+    for family, floor, adaptive_floor in (("mnist", 0.3, 0.3), ("cifar10", 0.05, 8 / 255)):
+        specs = {s.name: s for s in suites.build_suite("full", dataset=family, randomized=True, backend="jax")}
+        for name in ("FGSM", "BIM", "MIM", "Sub-FGSM"):
+            assert specs[name].eps >= floor and specs[name].params["eps"] >= floor
+        assert specs["BIM"].params["steps"] >= 100
+        for name in ("PGD-margin", "PGD-DLR", "EOT-PGD-margin", "Square"):
+            assert specs[name].params["eps"] >= adaptive_floor - 1e-12
+        assert specs["JSMA-F"].params["variant"] == "F" and specs["JSMA-Z"].params["variant"] == "Z"
+        assert all(specs[n].targeted for n in ("JSMA-F", "JSMA-Z", "C&W", "EAD", "Sub-CW", "ZOO-targeted"))
+        assert specs["C&W"].max_images == 100  # first 100 correct images x 9 targets
+    assert suites.build_suite("seed", dataset="fashion_mnist")[0].params["eps"] == 0.3  # MNIST settings
+
+
+def test_quick_budget_lowers_only_the_number_of_images():
+    full = suites.build_suite("full", dataset="cifar10", randomized=True, backend="jax")
+    quick = suites.build_suite("full", dataset="cifar10", randomized=True, backend="jax", quick=True)
+    assert [s.name for s in full] == [s.name for s in quick]
+    for a, b in zip(full, quick):
+        assert (a.params, a.eps, a.wrapper, a.wrapper_params, a.targeted) == \
+               (b.params, b.eps, b.wrapper, b.wrapper_params, b.targeted)
+        if b.quick_capped:
+            assert b.max_images < (a.max_images or 10**9)
+        else:
+            assert b.max_images == a.max_images
+    assert any(s.quick_capped for s in quick)
+
+
+def test_adaptive_suite_adds_eot_and_fixed_randomness_only_for_randomized_models():
+    names = ("EOT-PGD-CE", "EOT-PGD-margin", "FixedRand-PGD-CE", "FixedRand-PGD-margin")
+    rand = {s.name: s for s in suites.build_suite("adaptive", dataset="mnist", randomized=True, backend="jax")}
+    det = {s.name: s for s in suites.build_suite("adaptive", dataset="mnist", randomized=False, backend="jax")}
+    for name in names:
+        assert rand[name].skip_reason is None
+        assert "deterministic" in det[name].skip_reason
+    assert rand["EOT-PGD-margin"].wrapper == "eot" and rand["EOT-PGD-margin"].wrapper_params == {"n": 10}
+    assert rand["FixedRand-PGD-CE"].wrapper == "fixed_randomness"
+    assert {"PGD-margin", "PGD-DLR", "BPDA", "Square", "AutoAttack"} <= set(rand)
+    assert rand["AutoAttack"].params["version"] == "rand" and det["AutoAttack"].params["version"] == "standard"
+
+
+def test_autoattack_is_skipped_with_a_reason_off_torch():
+    spec = next(s for s in suites.build_suite("adaptive", dataset="mnist") if s.name == "AutoAttack")
+    if keras.backend.backend() == "torch":
+        try:
+            import torchattacks  # noqa: F401
+        except ImportError:
+            assert "torchattacks" in spec.skip_reason
+        else:
+            assert spec.skip_reason is None
+    else:
+        assert "KERAS_BACKEND=torch" in spec.skip_reason
+
+
+def test_suite_errors():
+    with pytest.raises(ValueError, match="Unknown suite"):
+        suites.build_suite("strong")
+    with pytest.raises(ValueError, match="Unknown attack name"):
+        suites.select(suites.build_suite("seed", dataset="mnist"), ["FGSM", "PGD-XYZ"])
+    with pytest.raises(ValueError, match="No attack settings"):
+        suites.family_for("imagenette")
+
+
+# ----------------------------------------------------------------- masking flags
+def _flags(result):
+    return {f["name"]: f for f in result["flags"]}
+
+
+def test_gi2_view_is_flagged_for_gradient_masking_and_the_plain_model_is_not(toy_model, toy_data):
+    _, (xt, yt) = toy_data
+    eps = (0.05, 0.1, 0.2, 0.3, 1.0)
+    plain = masking.run_masking_checks(toy_model, xt, yt, eps, black_box_eps=0.3, subset=40)
+    gi2 = masking.run_masking_checks(apply_gi(toy_model, "gi2", 3.0), xt, yt, eps, black_box_eps=None, subset=40)
+    pf, gf = _flags(plain), _flags(gi2)
+    assert not plain["errors"] and not gi2["errors"]
+
+    assert not masking.gradient_masking(plain["flags"]), [f["detail"] for f in plain["flags"] if f["triggered"]]
+    for name in ("zero_gradients", "ce_margin_gap", "iterative_weaker_than_single_step", "no_increase_with_eps",
+                 "unbounded_not_100", "black_box_stronger_than_white_box"):
+        assert pf[name]["evaluated"] and not pf[name]["triggered"], pf[name]["detail"]
+    assert pf["zero_gradients"]["value"]["share_images"] < 0.5
+
+    # Softmax saturated by (1 + 3)^3 logit scaling: CE gradients are exactly 0,
+    # CE-PGD fails while margin-PGD on the same logits succeeds.
+    assert gf["zero_gradients"]["triggered"], gf["zero_gradients"]["detail"]
+    assert gf["zero_gradients"]["value"]["share_images"] > 0.9
+    assert gf["ce_margin_gap"]["triggered"], gf["ce_margin_gap"]["detail"]
+    assert masking.gradient_masking(gi2["flags"])
+    assert not gf["randomized"]["triggered"]
+
+
+def test_randomized_view_gets_the_randomized_flag(toy_model, toy_data):
+    _, (xt, _) = toy_data
+    gi3 = apply_gi(toy_model, "gi3", 0.2, resample="per_call", seed=5)
+    info = masking.forward_randomness(gi3, xt[:8])
+    flag = masking.check_randomized(info)
+    assert info["differs"] and flag["triggered"] and flag["kind"] == "randomness"
+    assert info["randomized_layers"]
+    assert not masking.check_randomized(masking.forward_randomness(toy_model, xt[:8]))["triggered"]
+
+
+def test_eot_and_black_box_flags_from_suite_results():
+    rows = [
+        {"name": "PGD-margin", "status": "ok", "success_rate": 0.20, "threat": "linf:0.3:untargeted",
+         "black_box": False},
+        {"name": "EOT-PGD-margin", "status": "ok", "success_rate": 0.70, "threat": "linf:0.3:untargeted",
+         "black_box": False},
+        {"name": "Square", "status": "ok", "success_rate": 0.55, "threat": "linf:0.3:untargeted",
+         "black_box": True},
+    ]
+    eot = masking.check_eot(rows)
+    assert eot["triggered"] and eot["value"][0]["adaptive"] == "EOT-PGD-margin"
+    # Square (55 %) is compared with the best white-box attack of its threat model (EOT, 70 %).
+    assert not masking.check_black_box(rows)["triggered"]
+    bb = masking.check_black_box(rows[:1] + rows[2:])
+    assert bb["triggered"] and "Square" in bb["detail"]
+    assert not masking.check_eot(rows[:1])["evaluated"]
+
+
+# ----------------------------------------------------------------- evaluate()
+def test_evaluate_writes_results_json_md_and_png(toy_model, toy_data, tmp_path):
+    _, (xt, yt) = toy_data
+    res = evaluate_fn(toy_model, (xt, yt), suite="seed", n=40, only=["FGSM", "BIM", "DeepFool"],
+                      out_dir=tmp_path, progress=False, masking_subset=40)
+    assert REQUIRED_KEYS <= set(res)
+    assert res["n"] == 40 and res["suite"] == "seed" and res["seed"] == 0
+    assert res["backend"] == keras.backend.backend() and res["versions"]["keras"] == keras.__version__
+    assert res["settings"] == "mnist" and "inferred" in res["settings_source"]
+    assert [a["name"] for a in res["attacks"]] == ["FGSM", "BIM", "DeepFool"]
+    for a in res["attacks"]:
+        assert ATTACK_KEYS <= set(a) and a["status"] == "ok", a.get("error")
+        assert 0.0 <= a["success_rate"] <= 1.0 and a["n_attacked"] == res["n_correct"]
+    fgsm = res["attacks"][0]
+    assert fgsm["params"]["eps"] == 0.3 and fgsm["mean_linf"] == pytest.approx(0.3, abs=1e-5)
+    assert res["attacks"][2]["rho"] > 0
+    assert {f["name"] for f in res["flags"]} == set(masking.FLAG_NAMES)
+    assert res["gradient_masking"] is False
+    assert set(res["eps_sweep"]["curves"]) == {"FGSM", "PGD-CE", "PGD-margin"}
+    assert 1.0 in res["eps_sweep"]["eps"] and 0.3 in res["eps_sweep"]["eps"]
+    assert res["robustness_estimator"]["g"] > 0
+
+    on_disk = _strict_json((tmp_path / "results.json").read_text())
+    assert on_disk == _strict_json(json.dumps(res))
+    md = (tmp_path / "results.md").read_text()
+    assert "| FGSM |" in md and "gradient masking: no" in md and "zero_gradients" in md
+    png = (tmp_path / "success_vs_eps.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_evaluate_loads_the_test_split_named_by_the_metadata(toy_model, toy_data, monkeypatch):
+    import hardened.data
+
+    _, (xt, yt) = toy_data
+    calls = []
+
+    def fake_load(name, data_dir=None, split=None):
+        calls.append((name, split))
+        return xt, yt
+
+    monkeypatch.setattr(hardened.data, "load_dataset", fake_load)
+    monkeypatch.setattr(toy_model, "hardened_metadata", {"dataset": "fashion_mnist"}, raising=False)
+    res = evaluate_fn(toy_model, suite="seed", n=20, only=["FGSM"], progress=False, masking_subset=20)
+    assert calls == [("fashion_mnist", "test")]
+    assert res["dataset"] == "fashion_mnist" and res["settings"] == "mnist" and res["n"] == 20
+    assert "load_dataset" in res["data_source"]
+
+
+def test_evaluate_rejects_bad_arguments_clearly(toy_model, toy_data):
+    _, (xt, yt) = toy_data
+    kw = {"progress": False}
+    with pytest.raises(ValueError, match="Unknown suite"):
+        evaluate_fn(toy_model, (xt, yt), suite="strongest", **kw)
+    for bad_n in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="n must be an integer >= 1"):
+            evaluate_fn(toy_model, (xt, yt), n=bad_n, **kw)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        evaluate_fn(toy_model, (xt * 255.0, yt), **kw)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\]"):
+        evaluate_fn(toy_model, (xt, yt + 10), **kw)
+    with pytest.raises(ValueError, match="must match"):
+        evaluate_fn(toy_model, (xt, yt[:-1]), **kw)
+    with pytest.raises(ValueError, match="one-hot"):
+        evaluate_fn(toy_model, (xt, np.eye(10)[yt]), **kw)
+    with pytest.raises(ValueError, match="names no dataset"):
+        evaluate_fn(toy_model, **kw)
+    with pytest.raises(ValueError, match="pair"):
+        evaluate_fn(toy_model, xt, **kw)
+    with pytest.raises(ValueError, match="Unknown attack name"):
+        evaluate_fn(toy_model, (xt, yt), only=["FGSMM"], **kw)
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_fn(toy_model, (xt[:, :4], yt), **kw)
+    with pytest.raises(TypeError, match="keras.Model"):
+        evaluate_fn(lambda x: x, (xt, yt), **kw)
+
+
+def test_attack_errors_are_recorded_not_hidden(toy_model, toy_data, monkeypatch):
+    _, (xt, yt) = toy_data
+
+    def boom(spec, seed=None):
+        raise RuntimeError("attack exploded")
+
+    monkeypatch.setattr(evaluate_module._run, "make_attack", boom)
+    res = evaluate_fn(toy_model, (xt, yt), n=20, only=["FGSM"], progress=False, masking_subset=20)
+    assert res["attacks"][0]["status"] == "error" and "exploded" in res["attacks"][0]["error"]
+    assert res["summary"]["n_errors"] == 1
+    with pytest.raises(RuntimeError, match="exploded"):
+        evaluate_fn(toy_model, (xt, yt), n=20, only=["FGSM"], progress=False, masking_subset=20, strict=True)
+
+
+@pytest.mark.slow
+def test_full_suites_run_on_a_randomized_view(toy_model, toy_data, tmp_path):
+    _, (xt, yt) = toy_data
+    gi3 = apply_gi(toy_model, "gi3", 0.2, resample="per_call", seed=5)
+    res = evaluate_fn(gi3, (xt, yt), suite="full", n=40, quick=True, out_dir=tmp_path, progress=False)
+    by_name = {a["name"]: a for a in res["attacks"]}
+    assert res["randomized"] and _flags(res)["randomized"]["triggered"]
+    assert all(a["status"] != "error" for a in res["attacks"]), [a.get("error") for a in res["attacks"]]
+    for name in ("EOT-PGD-CE", "EOT-PGD-margin", "FixedRand-PGD-CE", "FixedRand-PGD-margin"):
+        assert by_name[name]["status"] == "ok"
+    assert _flags(res)["eot_stronger_than_plain"]["evaluated"]
+    assert res["budget"]["quick"] and res["budget"]["capped_attacks"]
