@@ -172,9 +172,7 @@ def logits_augmentation(model, tau, layer=None):
     """Seed 002's ``w <- tau * w`` on the last layer, as a view (GI2 with ε = τ - 1)."""
     if not float(tau) >= 1:
         raise ValueError(f"logits augmentation needs tau >= 1, got {tau!r}.")
-    layers = None if layer is None else [layer]
-    if layers is None:
-        layers = _resolve_targets(model, None, 1)
+    layers = [layer] if layer is not None else _resolve_targets(model, None, 1)
     return apply_gi(model, "gi2", float(tau) - 1.0, layers=layers)
 
 
@@ -190,5 +188,5 @@ def _rebuild(model, clone_function, suffix):
     for s in ("_gi1", "_gi2", "_gi3"):
         name = name.removesuffix(s)
     new = keras.models.clone_model(model, clone_function=clone_function)
-    new.name = name + suffix if hasattr(new, "name") else None
+    new.name = name + suffix
     return new
