@@ -4,6 +4,7 @@ Public entry points::
 
     hardened.save_pretrained(model, "folder")
     model = hardened.load_pretrained("folder")
+    model = hardened.from_pretrained("hash-gi3-mnist")     # zoo name (see hardened.list_models())
     hardened.layers.HashedDense(512, compression=1 / 64)
     (x, y), (xt, yt) = hardened.data.load_dataset("mnist")
 """
@@ -14,8 +15,10 @@ from hardened import layers  # noqa: E402,F401  (registers the custom layers)
 from hardened.validation import check_images  # noqa: E402
 from hardened.zoo.checkpoint import IntegrityError, load_pretrained, save_pretrained  # noqa: E402
 
-__all__ = ["IntegrityError", "check_images", "evaluate", "layers", "load_pretrained", "save_pretrained",
-           "__version__"]
+__all__ = ["IntegrityError", "check_images", "evaluate", "from_pretrained", "layers", "list_models",
+           "load_pretrained", "model_info", "push_to_hub", "save_pretrained", "__version__"]
+
+_ZOO = ("from_pretrained", "list_models", "model_info", "push_to_hub")
 
 
 def __getattr__(name):
@@ -24,4 +27,9 @@ def __getattr__(name):
         from hardened.evaluation import evaluate
 
         return evaluate
+    if name in _ZOO:
+        # huggingface_hub itself is imported only inside these functions, when the Hub is used.
+        import hardened.zoo
+
+        return getattr(hardened.zoo, name)
     raise AttributeError(f"module 'hardened' has no attribute {name!r}")

@@ -1,7 +1,11 @@
 """The ``hardened`` command line: a thin layer over the library.
 
-    hardened evaluate CHECKPOINT_DIR --suite seed --n 500 --out runs/eval
-    hardened list | info NAME | train | push      (not yet available)
+    hardened list [--dataset mnist] [--filter gi3] [--aliases]
+    hardened info NAME
+    hardened evaluate NAME_OR_DIR --suite seed --n 500 --out runs/eval
+    hardened push NAME_OR_DIR [--repo-id org/name] [--private]
+    hardened train RECIPE [--out DIR] [--base DIR] [--epochs N] [--max-train N]
+    hardened train --list
 
 The Keras backend is chosen with the ``KERAS_BACKEND`` environment variable
 (tensorflow, jax or torch) before the command starts.
@@ -18,34 +22,23 @@ EXIT_USAGE = 2  # argparse's code for usage errors; also "not available yet"
 
 
 def resolve_model(name_or_dir):
-    """Load the model named by ``name_or_dir``.
-
-    For now only checkpoint folders (written by `hardened.save_pretrained`)
-    are accepted; a registry lookup of zoo names will be added here.
+    """Load the model named by ``name_or_dir``: a checkpoint folder or a zoo name/alias.
 
     Returns:
         The `keras.Model` (with ``hardened_metadata``).
 
     Raises:
-        FileNotFoundError: ``name_or_dir`` looks like a path but does not exist.
-        ValueError: it is not a checkpoint folder (e.g. a zoo name, which is
-            not supported yet).
+        FileNotFoundError: ``name_or_dir`` looks like a path but does not
+            exist, or a zoo model's files are neither on the Hub nor bundled.
+        ValueError: it is a file, or an unknown zoo name (with suggestions).
     """
-    import hardened
+    from hardened.zoo.hub import from_pretrained
 
     path = Path(os.fspath(name_or_dir)).expanduser()
-    if path.is_dir():
-        return hardened.load_pretrained(path)
-    if path.exists():
+    if path.exists() and not path.is_dir():
         raise ValueError(f"{name_or_dir} is a file; pass the checkpoint *folder* that holds config.json, "
                          "model.safetensors and metadata.json.")
-    looks_like_path = os.sep in str(name_or_dir) or str(name_or_dir).startswith(".")
-    if looks_like_path:
-        raise FileNotFoundError(f"Checkpoint folder {name_or_dir} does not exist.")
-    raise ValueError(
-        f"{name_or_dir!r} is not a checkpoint folder, and looking up zoo names is not available yet. "
-        "Pass a folder written by hardened.save_pretrained()."
-    )
+    return from_pretrained(name_or_dir)
 
 
 def _load_npz(path):
@@ -96,7 +89,8 @@ def build_parser():
     ev = sub.add_parser("evaluate", help="run an attack suite and the gradient-masking checks",
                         description="Evaluate a checkpoint with an attack suite; writes results.json, "
                                     "results.md and success_vs_eps.png to --out.")
-    ev.add_argument("model", metavar="MODEL_OR_DIR", help="checkpoint folder (zoo names: not yet available)")
+    ev.add_argument("model", metavar="MODEL_OR_DIR",
+                    help="zoo name or alias (see `hardened list`), or a checkpoint folder")
     ev.add_argument("--suite", choices=SUITES, default="seed", help="attack suite (default: seed)")
     ev.add_argument("--n", type=_positive_int, default=500, help="number of test images (default: 500)")
     ev.add_argument("--out", default=None, help="output folder (default: runs/eval/<model>-<suite>)")
@@ -113,12 +107,41 @@ def build_parser():
                     help="comma-separated attack names of the suite to run (e.g. FGSM,BIM)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    for name, text in (("list", "list the zoo's models"), ("train", "train a model with a recipe"),
-                       ("push", "push a checkpoint to the Hugging Face Hub")):
-        p = sub.add_parser(name, help=f"{text} (not yet available)")
-        p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
-    info = sub.add_parser("info", help="show a zoo model's card (not yet available)")
+    ls = sub.add_parser("list", help="list the zoo's models", description="List the registered zoo models.")
+    ls.add_argument("--dataset", default=None, help="only models of this dataset (e.g. mnist)")
+    ls.add_argument("--filter", default=None, metavar="PATTERN", help="substring or glob the name must match")
+    ls.add_argument("--aliases", action="store_true", help="also match the filter against aliases")
+
+    info = sub.add_parser("info", help="show a zoo model's registry entry",
+                          description="Show a zoo model's registry entry, where its bundled copy is, and its card.")
     info.add_argument("name", metavar="NAME")
+
+    push = sub.add_parser("push", help="push a checkpoint folder to the Hugging Face Hub",
+                          description="Upload model_cards/<NAME>/ (or a folder) to the Hub; prints the commit.")
+    push.add_argument("model", metavar="NAME_OR_DIR", help="zoo name (its bundled folder) or a folder")
+    push.add_argument("--repo-id", default=None, help="target org/name (default: the registry's repo_id)")
+    push.add_argument("--revision", default=None, help="branch to push to (default: main)")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--message", default=None, help="commit message")
+    push.add_argument("--token", default=None, help="Hub token (default: the logged-in one or HF_TOKEN)")
+
+    train = sub.add_parser("train", help="run a training recipe (resumable)",
+                           description="Run a named recipe; run it again with the same --out to resume.")
+    train.add_argument("recipe", nargs="?", help="recipe name (see --list)")
+    train.add_argument("--list", action="store_true", help="list the recipes and exit")
+    train.add_argument("--out", default=None, help="output checkpoint folder (default runs/recipes/RECIPE)")
+    train.add_argument("--base", default=None, help="base checkpoint folder of a hash-transfer recipe")
+    train.add_argument("--work-dir", default=None, help="resume state folder (default OUT/_backup)")
+    train.add_argument("--data-dir", default=None, help="dataset folder (see hardened.data.load_dataset)")
+    train.add_argument("--epochs", type=_int_at_least(1), default=None, help="override the recipe's epochs")
+    train.add_argument("--lr", type=float, default=None, help="override the recipe's peak learning rate")
+    train.add_argument("--batch-size", type=_int_at_least(1), default=None, help="override the batch size")
+    train.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_bfloat16"],
+                       help="auto: mixed_bfloat16 on TensorFlow, float32 elsewhere")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-train", type=_int_at_least(1), default=None, help="use the first N training images")
+    train.add_argument("--max-test", type=_int_at_least(1), default=None, help="use the first N test images")
+    train.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     return parser
 
 
@@ -146,16 +169,77 @@ def _cmd_evaluate(args):
     return EXIT_OK
 
 
+def _cmd_list(args):
+    from hardened.zoo import registry
+
+    names = registry.list_models(filter=args.filter, dataset=args.dataset, include_aliases=args.aliases)
+    if not registry.REGISTRY:
+        print("No models are registered yet: the zoo's registry (hardened/zoo/registry.py) is empty. "
+              "Checkpoint folders can be loaded with hardened.from_pretrained(path).")
+        return EXIT_OK
+    canonical = sorted({registry.resolve_name(n) for n in names})
+    if not canonical:
+        print("No registered model matches these filters.")
+        return EXIT_OK
+    rows = [("NAME", "ALIASES", "DATASET", "DEFENSE", "SUMMARY")]
+    for name in canonical:
+        e = registry.REGISTRY[name]
+        rows.append((name, ",".join(e.get("aliases", [])) or "-", str(e.get("dataset", "-")),
+                     str(e.get("defense", "-")), str(e.get("summary", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+    return EXIT_OK
+
+
+def _cmd_info(args):
+    import json
+
+    from hardened.zoo.hub import model_info
+
+    print(json.dumps(model_info(args.name), indent=2, default=str))
+    return EXIT_OK
+
+
+def _cmd_push(args):
+    from hardened.zoo.hub import push_to_hub
+
+    commit = push_to_hub(args.model, args.repo_id, token=args.token, revision=args.revision, private=args.private,
+                         commit_message=args.message)
+    url = getattr(commit, "commit_url", None) or commit
+    oid = getattr(commit, "oid", None)
+    print(f"pushed {args.model}: {url}" + (f"\nrecord revision {oid!r} in the registry entry" if oid else ""))
+    return EXIT_OK
+
+
+def _cmd_train(args):
+    from hardened.recipes import get_recipe, list_recipes, run_recipe
+
+    if args.list or not args.recipe:
+        for name in list_recipes():
+            r = get_recipe(name)
+            what = r.get("builder") or f"hash transfer of {r['base']} at CR {r['compression']}"
+            print(f"{name:<28} {r['dataset']:<14} {what}  ({r['fit']['epochs']} epochs)")
+        return EXIT_OK if args.list else EXIT_USAGE
+    run_recipe(args.recipe, args.out, base_dir=args.base, work_dir=args.work_dir, data_dir=args.data_dir,
+               precision=args.precision, seed=args.seed, max_train=args.max_train, max_test=args.max_test,
+               verbose=2 if args.quiet else "auto", epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+    return EXIT_OK
+
+
+_COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info, "push": _cmd_push}
+
+
 def main(argv=None):
     """Entry point of the ``hardened`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with code 2 on usage errors
-    if args.command in ("list", "info", "train", "push"):
+    if args.command not in _COMMANDS:
         print(f"hardened {args.command}: not yet available in this version.", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return _cmd_evaluate(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        return _COMMANDS[args.command](args)
+    except (ValueError, TypeError, ImportError, OSError) as err:  # OSError: missing files, Hub/network errors
         print(f"hardened {args.command}: error: {err}", file=sys.stderr)
         return EXIT_ERROR
 

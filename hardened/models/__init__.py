@@ -11,6 +11,7 @@ import difflib
 
 from hardened.models._common import stage_outputs
 from hardened.models.cnn import cw_cnn, hashnet_cnn, hrs_cnn, hrs_path_model, hrs_switches, seed_cnn7
+from hardened.models.fastcnn import fastcnn
 from hardened.models.heads import classifier_head, normalize_defense
 from hardened.models.inception import inception_v3
 from hardened.models.resnet import resnet18, resnet34, resnet50, resnet101
@@ -21,6 +22,7 @@ BUILDERS = {
     "seed_cnn7": seed_cnn7,
     "hashnet_cnn": hashnet_cnn,
     "cw_cnn": cw_cnn,
+    "fastcnn": fastcnn,
     "hrs_cnn": hrs_cnn,
     "vgg16": vgg16,
     "vgg19": vgg19,
@@ -40,6 +42,7 @@ TEST_CONFIGS = {
     "seed_cnn7": {"input_shape": (28, 28, 1)},
     "hashnet_cnn": {"input_shape": (28, 28, 1), "fc_units": 32},
     "cw_cnn": {"input_shape": (28, 28, 1), "widths": (8, 8, 16, 16, 32, 32)},
+    "fastcnn": {"input_shape": (32, 32, 3), "width": 0.0625, "hidden": (16, 16)},
     "hrs_cnn": {"input_shape": (28, 28, 1), "widths": (4, 4, 8, 8, 16, 16), "channels": (3, 2)},
     "vgg16": {"input_shape": (32, 32, 3), "width": 0.0625},
     "vgg19": {"input_shape": (32, 32, 3), "width": 0.0625},
@@ -88,7 +91,7 @@ def build_model(name, **kwargs):
 
 
 __all__ = [
-    "BUILDERS", "SINGLE_FC", "TEST_CONFIGS", "build_model", "classifier_head", "cw_cnn", "get_builder",
+    "BUILDERS", "SINGLE_FC", "TEST_CONFIGS", "build_model", "classifier_head", "cw_cnn", "fastcnn", "get_builder",
     "hashnet_cnn", "hrs_cnn", "hrs_path_model", "hrs_switches", "inception_v3", "list_builders",
     "normalize_defense", "resnet18", "resnet34", "resnet50", "resnet101", "seed_cnn7", "stage_outputs",
     "vgg16", "vgg19",

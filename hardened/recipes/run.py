@@ -1,0 +1,152 @@
+"""Run a named recipe (`hardened.recipes.presets.RECIPES`) end to end.
+
+    hardened train fastcnn-cifar10 --out runs/fastcnn-cifar10
+    hardened train fastcnn-hash-cifar10 --base runs/fastcnn-cifar10
+
+Each run writes a checkpoint folder (config.json, model.safetensors,
+metadata.json) plus training_log.csv and training_curve.png, and can be
+interrupted and started again with the same arguments: it resumes from the
+last finished epoch.
+"""
+
+import copy
+import time
+from pathlib import Path
+
+import keras
+
+from hardened.models import build_model
+from hardened.recipes import presets
+from hardened.recipes.train import (
+    build_in_policy,
+    dataset_metadata,
+    fit_model,
+    load_split,
+    provenance,
+    resolve_precision,
+    test_accuracy,
+)
+from hardened.zoo.checkpoint import load_pretrained, save_pretrained
+
+DEFAULT_ROOT = Path("runs") / "recipes"
+
+
+def list_recipes():
+    """Names of the registered recipes, sorted."""
+    return sorted(presets.RECIPES)
+
+
+def get_recipe(name):
+    """A deep copy of recipe ``name`` (ValueError with suggestions if unknown)."""
+    if name not in presets.RECIPES:
+        import difflib
+
+        hint = difflib.get_close_matches(str(name), list(presets.RECIPES), n=3)
+        raise ValueError(f"Unknown recipe {name!r}. " + (f"Did you mean {' or '.join(map(repr, hint))}? " if hint else "")
+                         + f"Known recipes: {', '.join(list_recipes())}.")
+    return copy.deepcopy(presets.RECIPES[name])
+
+
+def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=None, precision="auto", seed=0,
+               max_train=None, max_test=None, verbose="auto", **fit_overrides):
+    """Run recipe ``name`` and write its checkpoint folder.
+
+    Args:
+        name: A key of `presets.RECIPES`.
+        out_dir: Output folder (default ``runs/recipes/<name>``).
+        base_dir: For ``hash`` recipes: the base checkpoint folder (default
+            ``runs/recipes/<base recipe>``).
+        work_dir: `BackupAndRestore` state (default ``out_dir/_backup``).
+        data_dir: Dataset folder (see `hardened.data.load_dataset`).
+        precision: ``"auto"`` (mixed_bfloat16 on TensorFlow), ``"float32"``
+            or ``"mixed_bfloat16"``.
+        seed: Seed of weight initialisation, shuffling and augmentation.
+        max_train, max_test: Use only the first images (smoke tests).
+        verbose: Keras fit verbosity.
+        **fit_overrides: Override `fit_model` hyper-parameters (``epochs``, ``lr``, ...).
+
+    Returns:
+        The output folder as a `Path`.
+    """
+    recipe = get_recipe(name)
+    out_dir = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / name
+    fit = dict(recipe["fit"])
+    unknown = set(fit_overrides) - set(_FIT_KEYS)
+    if unknown:
+        raise TypeError(f"Unknown training options {sorted(unknown)}; accepted: {sorted(_FIT_KEYS)}.")
+    fit.update({k: v for k, v in fit_overrides.items() if v is not None})
+    policy = resolve_precision(precision)
+    keras.utils.set_random_seed(int(seed))
+    dataset = recipe["dataset"]
+    train, test = load_split(dataset, data_dir=data_dir, max_train=max_train, max_test=max_test)
+
+    if recipe["kind"] == "base":
+        builder, kwargs = recipe["builder"], dict(recipe["kwargs"])
+        build = lambda: build_model(builder, **kwargs)  # noqa: E731
+        model = build_in_policy(build, policy)
+        base_info = None
+    elif recipe["kind"] == "hash":
+        base_dir = Path(base_dir) if base_dir is not None else DEFAULT_ROOT / recipe["base"]
+        base = load_pretrained(base_dir)
+        arch = base.hardened_metadata.get("architecture")
+        if not arch:
+            raise ValueError(f"{base_dir} has no 'architecture' in metadata.json; hash transfer needs a checkpoint "
+                             "written by a hardened recipe.")
+        builder, kwargs = arch["builder"], dict(arch["kwargs"])
+        kwargs["defense"] = {"hashed": [float(c) for c in recipe["compression"]],
+                             "hash_seed": int(recipe.get("hash_seed", 0))}
+        build = lambda: build_model(builder, **kwargs)  # noqa: E731
+        model = build_in_policy(build, policy)
+        copied = copy_weights_by_name(base, model)
+        base_info = {"folder": str(base_dir), "recipe": base.hardened_metadata.get("recipe"),
+                     "weights_sha256": base.hardened_metadata.get("files", {}).get("model.safetensors"),
+                     "copied_layers": copied, "test_accuracy": base.hardened_metadata.get("test_accuracy")}
+    else:
+        raise ValueError(f"Recipe {name!r} has unknown kind {recipe['kind']!r}.")
+
+    started = time.perf_counter()
+    summary = fit_model(model, train, test, out_dir, seed=seed, work_dir=work_dir, verbose=verbose, **fit)
+    # Release in float32: same weights, a config without the bf16 policy.
+    final = build_in_policy(build, "float32")
+    final.set_weights(model.get_weights())
+    acc = test_accuracy(final, *test)
+    metadata = {
+        "model_name": out_dir.name,
+        "recipe": name,
+        "recipe_spec": recipe,
+        "fit": fit,
+        "architecture": {"builder": builder, "kwargs": kwargs},
+        "training": {**summary, "precision": policy, "seed": int(seed), "max_train": max_train,
+                     "n_train": int(len(train[0])), "seconds_total_this_run": round(time.perf_counter() - started, 1)},
+        "test_accuracy": acc,
+        "n_test": int(len(test[0])),
+        "base_checkpoint": base_info,
+        **dataset_metadata(dataset),
+        **provenance(),
+    }
+    save_pretrained(final, out_dir, metadata=metadata)
+    print(f"{name}: test accuracy {100 * acc:.2f} % on {len(test[0])} images -> {out_dir}")
+    return out_dir
+
+
+_FIT_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
+             "warmup_epochs", "augment", "pad")
+
+
+def copy_weights_by_name(source, target):
+    """Copy the weights of every layer of ``target`` whose name and weight shapes match a layer of ``source``.
+
+    Returns:
+        The names of the layers copied (the others keep their fresh initialisation).
+    """
+    by_name = {layer.name: layer for layer in source.layers}
+    copied = []
+    for layer in target.layers:
+        src = by_name.get(layer.name)
+        if src is None or not layer.weights:
+            continue
+        if [tuple(w.shape) for w in src.weights] != [tuple(w.shape) for w in layer.weights]:
+            continue
+        layer.set_weights(src.get_weights())
+        copied.append(layer.name)
+    return copied

@@ -1,0 +1,224 @@
+"""The zoo's registry: one dict of released checkpoints and views, data not code.
+
+Like timm's ``default_cfgs`` or keras-hub's presets, every released model is
+one entry of `REGISTRY`, keyed by its canonical name ``arch-defense-dataset``.
+There are two kinds of entry:
+
+* a **checkpoint** entry has weights on the Hub::
+
+      "cnn7-hash-mnist": {
+          "repo_id": "hardened-zoo/cnn7-hash-mnist",
+          "revision": None,          # Hub commit sha once pushed; None: "main"
+          "sha256": "<sha256 of model.safetensors>",
+          "config_sha256": "<sha256 of config.json>",   # optional
+          "aliases": ["hash-mnist"],
+          "arch": "seed_cnn7", "defense": "hash", "dataset": "mnist",
+          "summary": "one line",
+      }
+
+* a **view** entry has no weights of its own: a base checkpoint and a
+  test-time transform (gradient inhibition or logits augmentation), so no
+  weights are duplicated::
+
+      "cnn7-hash-gi3-mnist": {
+          "base": "cnn7-hash-mnist",
+          "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
+          "repo_id": "hardened-zoo/cnn7-hash-gi3-mnist",   # holds the card only
+          "aliases": ["hash-gi3-mnist"],
+          "arch": "seed_cnn7", "defense": "hash-gi3", "dataset": "mnist",
+          "summary": "...",
+      }
+
+Every function takes ``registry=None`` (the module's `REGISTRY`) so that
+tests and forks can pass their own dict. `validate_registry` runs in the test
+suite over the real `REGISTRY`, so an entry that breaks the rules fails CI.
+"""
+
+import difflib
+import re
+
+HUB_ORG = "hardened-zoo"
+
+# Filled by the releases; empty until the first checkpoint is pushed.
+REGISTRY = {}
+
+VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
+# Optional keys of a view spec besides "transform" and "eps".
+VIEW_OPTIONAL_KEYS = ("seed", "layers", "resample")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _registry(registry):
+    return REGISTRY if registry is None else registry
+
+
+def is_view(entry):
+    """Whether a registry entry is a view (base checkpoint + transform, no weights)."""
+    return "base" in entry
+
+
+def _lookup_table(registry):
+    """Lower-cased canonical names and aliases -> canonical name."""
+    table = {}
+    for name, entry in registry.items():
+        table[name.lower()] = name
+        for alias in entry.get("aliases", ()):
+            table.setdefault(alias.lower(), name)
+    return table
+
+
+def resolve_name(name, registry=None):
+    """The canonical registry name for a canonical name or an alias (case-insensitive).
+
+    Args:
+        name: e.g. ``"cnn7-hash-gi3-mnist"`` or its alias ``"Hash-GI3-MNIST"``.
+        registry: The registry dict (default: `REGISTRY`).
+
+    Returns:
+        The canonical name.
+
+    Raises:
+        ValueError: the name is unknown; the message suggests close names.
+    """
+    registry = _registry(registry)
+    if not isinstance(name, str):
+        raise TypeError(f"A model name must be a string, got {type(name).__name__}.")
+    if name in registry:
+        return name
+    table = _lookup_table(registry)
+    canonical = table.get(name.strip().lower())
+    if canonical is not None:
+        return canonical
+    known = sorted(set(registry) | {a for e in registry.values() for a in e.get("aliases", ())})
+    close = difflib.get_close_matches(name.strip().lower(), [k.lower() for k in known], n=3, cutoff=0.6)
+    # Report the suggestions with their registered spelling.
+    spelled = {k.lower(): k for k in known}
+    hint = f" Did you mean {', '.join(repr(spelled[c]) for c in close)}?" if close else ""
+    if not registry:
+        what = "The zoo registry is empty (no checkpoints released yet)."
+    else:
+        what = f"It is not a registered model name or alias ({len(registry)} models registered)."
+    raise ValueError(
+        f"Unknown model {name!r}. {what}{hint} See hardened.list_models() (or `hardened list`) "
+        "for the names; a checkpoint folder can be passed as a path."
+    )
+
+
+def get_entry(name, registry=None):
+    """A copy of the registry entry of ``name`` (canonical name or alias)."""
+    registry = _registry(registry)
+    canonical = resolve_name(name, registry)
+    return dict(registry[canonical])
+
+
+def list_models(filter=None, dataset=None, include_aliases=False, registry=None):
+    """Names of the registered models, sorted.
+
+    Args:
+        filter: A shell-style pattern (``"*gi3*"``) or plain substring that
+            the name (or, with ``include_aliases``, an alias) must match.
+        dataset: Keep only the models trained on this dataset (``"mnist"``).
+        include_aliases: Also list the aliases.
+        registry: The registry dict (default: `REGISTRY`).
+
+    Returns:
+        A list of names (canonical names, plus aliases when asked).
+    """
+    import fnmatch
+
+    registry = _registry(registry)
+    names = []
+    for name, entry in sorted(registry.items()):
+        if dataset is not None and str(entry.get("dataset", "")).lower() != str(dataset).lower():
+            continue
+        candidates = [name] + (list(entry.get("aliases", ())) if include_aliases else [])
+        for candidate in candidates:
+            if filter is None:
+                names.append(candidate)
+            elif any(ch in filter for ch in "*?["):
+                if fnmatch.fnmatch(candidate.lower(), filter.lower()):
+                    names.append(candidate)
+            elif filter.lower() in candidate.lower():
+                names.append(candidate)
+    return names
+
+
+def validate_registry(registry=None):
+    """Check a registry dict; raise one ValueError listing every problem.
+
+    Rules: names and aliases are unique (case-insensitively) and no alias
+    equals another model's name; checkpoint entries have a ``repo_id``
+    ``org/name``, a 64-hex ``sha256`` (and ``config_sha256`` if given) and a
+    ``revision`` that is None or a 40-hex commit; view entries name an
+    existing base that is itself a checkpoint, and a known transform with
+    ``eps`` >= 0 (>= 1 for logits augmentation, where it is tau).
+
+    Returns:
+        The registry, unchanged.
+    """
+    registry = _registry(registry)
+    problems = []
+    names = {}  # lower-cased canonical name -> name
+    for name in registry:
+        if name.lower() in names:
+            problems.append(f"{name!r}: same name as {names[name.lower()]!r} up to case")
+        names[name.lower()] = name
+    alias_owner = {}  # lower-cased alias -> the model it belongs to
+    for name, entry in registry.items():
+        if not isinstance(entry, dict):
+            problems.append(f"{name!r}: entry must be a dict, got {type(entry).__name__}")
+            continue
+        aliases = entry.get("aliases", [])
+        if not isinstance(aliases, (list, tuple)):
+            problems.append(f"{name!r}: aliases must be a list, got {aliases!r}")
+            aliases = []
+        for alias in aliases:
+            key = str(alias).lower()
+            if key == name.lower():
+                problems.append(f"{name!r}: alias {alias!r} repeats the canonical name")
+            elif key in names:
+                problems.append(f"{name!r}: alias {alias!r} clashes with the model name {names[key]!r}")
+            elif key in alias_owner:
+                problems.append(f"{name!r}: alias {alias!r} is already an alias of {alias_owner[key]!r}")
+            alias_owner.setdefault(key, name)
+        repo_id = entry.get("repo_id")
+        if repo_id is not None and not (isinstance(repo_id, str) and _REPO_ID.match(repo_id)):
+            problems.append(f"{name!r}: repo_id must look like 'org/name', got {repo_id!r}")
+        if is_view(entry):
+            base = entry["base"]
+            if base not in registry:
+                problems.append(f"{name!r}: view base {base!r} is not a registered model")
+            elif is_view(registry[base]):
+                problems.append(f"{name!r}: view base {base!r} is itself a view; a view's base must hold weights")
+            view = entry.get("view")
+            if not isinstance(view, dict):
+                problems.append(f"{name!r}: a view entry needs a 'view' dict (transform, eps, seed)")
+                continue
+            transform = view.get("transform")
+            if transform not in VIEW_TRANSFORMS:
+                problems.append(f"{name!r}: unknown view transform {transform!r}; expected one of {VIEW_TRANSFORMS}")
+            eps = view.get("eps")
+            if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
+                problems.append(f"{name!r}: view eps must be a number >= 0, got {eps!r}")
+            elif transform == "logits_augmentation" and eps < 1:
+                problems.append(f"{name!r}: logits_augmentation's eps is tau and must be >= 1, got {eps!r}")
+            unknown = set(view) - {"transform", "eps", *VIEW_OPTIONAL_KEYS}
+            if unknown:
+                problems.append(f"{name!r}: unknown view keys {sorted(unknown)}")
+            if "sha256" in entry:
+                problems.append(f"{name!r}: a view holds no weights, so it must not have a sha256")
+        else:
+            if repo_id is None:
+                problems.append(f"{name!r}: a checkpoint entry needs a repo_id")
+            for key in ("sha256", "config_sha256"):
+                value = entry.get(key)
+                if (key == "sha256" or value is not None) and not (isinstance(value, str) and _SHA256.match(value)):
+                    problems.append(f"{name!r}: {key} must be 64 lower-case hex characters, got {value!r}")
+            revision = entry.get("revision")
+            if revision is not None and not (isinstance(revision, str) and _COMMIT.match(revision)):
+                problems.append(f"{name!r}: revision must be None or a 40-hex Hub commit sha, got {revision!r}")
+    if problems:
+        raise ValueError("Invalid zoo registry:\n  - " + "\n  - ".join(problems))
+    return registry
