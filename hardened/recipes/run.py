@@ -69,6 +69,7 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
         The output folder as a `Path`.
     """
     recipe = get_recipe(name)
+    started_from = provenance()  # before training: the code that ran, not the tree at the end
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / name
     fit = dict(recipe["fit"])
     unknown = set(fit_overrides) - set(_FIT_KEYS)
@@ -122,7 +123,7 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
         "n_test": int(len(test[0])),
         "base_checkpoint": base_info,
         **dataset_metadata(dataset),
-        **provenance(),
+        **started_from,
     }
     save_pretrained(final, out_dir, metadata=metadata)
     print(f"{name}: test accuracy {100 * acc:.2f} % on {len(test[0])} images -> {out_dir}")
