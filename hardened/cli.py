@@ -155,6 +155,13 @@ def _cmd_evaluate(args):
     results = evaluate(model, data=data, suite=args.suite, n=args.n, seed=args.seed, batch_size=args.batch_size,
                        out_dir=out, dataset=args.dataset, progress=not args.no_progress, quick=args.quick,
                        only=only, data_dir=args.data_dir)
+    # Provenance for the card: the exact command and the code it ran.
+    from hardened.evaluation.evaluate import write_results
+    from hardened.recipes.train import git_commit
+
+    commit, dirty = git_commit()
+    results.update(command=_command_line(argv_for_record=args.argv), commit=commit, commit_dirty=dirty)
+    write_results(results, out)
     masking = [f["name"] for f in results["flags"] if f["triggered"] and f["kind"] == "masking"]
     print(f"clean accuracy {100 * results['clean_accuracy']:.2f} % on {results['n']} images")
     for e in results["attacks"]:
@@ -230,10 +237,18 @@ def _cmd_train(args):
 _COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info, "push": _cmd_push}
 
 
+def _command_line(argv_for_record):
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in ["hardened", *argv_for_record])
+
+
 def main(argv=None):
     """Entry point of the ``hardened`` console script; returns the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)  # exits with code 2 on usage errors
+    args.argv = argv
     if args.command not in _COMMANDS:
         print(f"hardened {args.command}: not yet available in this version.", file=sys.stderr)
         return EXIT_USAGE

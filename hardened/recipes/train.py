@@ -45,14 +45,20 @@ class ArrayBatches(keras.utils.PyDataset):
         pad: Translation range of ``crop_flip``.
         seed: Seed of the shuffle and augmentation.
         shuffle: Shuffle every epoch.
+        multiple_of: Data-parallel training: trim the last, ragged batch to a
+            multiple of this (the number of replicas); ``batch_size`` must be
+            a multiple of it.
     """
 
-    def __init__(self, x, y, batch_size, augment=None, pad=2, seed=0, shuffle=True):
+    def __init__(self, x, y, batch_size, augment=None, pad=2, seed=0, shuffle=True, multiple_of=1):
         super().__init__()
         if augment not in (None, "crop_flip"):
             raise ValueError(f"augment must be None or 'crop_flip', got {augment!r}.")
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
+        self.multiple_of = int(multiple_of)
+        if self.multiple_of < 1 or self.batch_size % self.multiple_of:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of the {self.multiple_of} replicas.")
         self.augment, self.pad, self.seed, self.shuffle = augment, int(pad), int(seed), bool(shuffle)
         self.epoch = 0
         self._order = self._permutation()
@@ -63,10 +69,12 @@ class ArrayBatches(keras.utils.PyDataset):
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
 
     def __len__(self):
-        return math.ceil(len(self.x) / self.batch_size)
+        full, rest = divmod(len(self.x), self.batch_size)
+        return full + int(rest - rest % self.multiple_of > 0)
 
     def __getitem__(self, index):
         idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        idx = idx[:len(idx) - len(idx) % self.multiple_of]
         xb, yb = self.x[idx], self.y[idx]
         if self.augment == "crop_flip":
             rng = np.random.default_rng([self.seed, self.epoch, index, 1])
@@ -178,6 +186,10 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
               seed=0, work_dir=None, verbose="auto"):
     """Compile and fit ``model`` on ``train``, resumably; log to ``out_dir``.
 
+    Data-parallel: build ``model`` (and call this) inside
+    `hardened.recipes.distributed.data_parallel`; ``batch_size`` is then the
+    global batch, and ragged batches are trimmed to a multiple of the replicas.
+
     Args:
         model: An uncompiled `keras.Model` returning logits.
         train: ``(x, y)`` arrays.
@@ -201,7 +213,10 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
     Returns:
         Dict with ``epochs``, ``seconds``, final ``train_accuracy``/``test_accuracy``/losses.
     """
+    from hardened.recipes.distributed import model_scope, replica_count
+
     x, y = train
+    replicas = replica_count(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(work_dir) if work_dir is not None else out_dir / "_backup"
@@ -221,15 +236,21 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
         # Sparse CE has no label smoothing; one-hot the labels in the data instead.
         loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
     num_classes = int(model.output_shape[-1])
-    model.compile(optimizer=opt, loss=loss, metrics=[_accuracy_metric(label_smoothing)])
-    data = ArrayBatches(x, _labels(y, num_classes, label_smoothing), batch_size, augment=augment, pad=pad, seed=seed)
-    val = (test[0], _labels(test[1], num_classes, label_smoothing))
+    with model_scope(model):
+        model.compile(optimizer=opt, loss=loss, metrics=[_accuracy_metric(label_smoothing)])
+    data = ArrayBatches(x, _labels(y, num_classes, label_smoothing), batch_size, augment=augment, pad=pad, seed=seed,
+                        multiple_of=replicas)
+    n_val = len(test[0]) - len(test[0]) % replicas  # data-parallel: every batch splits evenly
+    val = (test[0][:n_val], _labels(test[1][:n_val], num_classes, label_smoothing))
     log = out_dir / "training_log.csv"
     callbacks = [keras.callbacks.BackupAndRestore(str(work_dir), delete_checkpoint=False),
                  keras.callbacks.CSVLogger(str(log), append=True)]
     started = time.perf_counter()
-    model.fit(data, epochs=epochs, validation_data=val, validation_batch_size=512, callbacks=callbacks,
-              verbose=verbose)
+    # shuffle=False: ArrayBatches shuffles itself per (seed, epoch); Keras' own batch-order shuffle would
+    # make the order depend on the global RNG state (differs after a resume or under a strategy).
+    with model_scope(model):
+        model.fit(data, epochs=epochs, validation_data=val, validation_batch_size=512 * replicas,
+                  callbacks=callbacks, verbose=verbose, shuffle=False)
     seconds = time.perf_counter() - started
     rows = read_log(log)
     plot_training_curve(rows, out_dir / "training_curve.png", title=getattr(model, "name", ""))

@@ -1,0 +1,84 @@
+"""Turn a recipe's output into a Hub-ready release folder ``model_cards/<name>/``.
+
+    python -m hardened.recipes.release checkpoint runs/recipes/cnn7-hash-mnist cnn7-hash-mnist
+    python -m hardened.recipes.release view cnn7-hash-gi3-mnist --base cnn7-hash-mnist --transform gi3 --eps 0.2
+
+A release is then registered (``hardened/zoo/registry.py``: the printed entry),
+evaluated with ``hardened evaluate NAME --suite full ... --out model_cards/NAME``
+and its card written with ``python -m hardened.zoo.cards model_cards/NAME``:
+every number of the card comes from that evaluation.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from hardened.zoo.checkpoint import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME, sha256_file, verify_checkpoint
+
+EXTRA_FILES = ("training_curve.png", "training_log.csv")
+VIEW_NAME = "view.json"
+
+
+def _root(root):
+    if root is not None:
+        return Path(root)
+    from hardened.zoo.hub import model_cards_dir
+
+    return model_cards_dir()
+
+
+def release_checkpoint(run_dir, name, root=None):
+    """Copy a recipe's checkpoint (verified) and its training curve into ``root/name``.
+
+    Returns:
+        ``(folder, registry_fields)``: the folder and the ``sha256`` /
+        ``config_sha256`` to record in the registry entry.
+    """
+    run_dir = Path(run_dir)
+    verify_checkpoint(run_dir)
+    folder = _root(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME, *EXTRA_FILES):
+        if (run_dir / fname).exists():
+            shutil.copy2(run_dir / fname, folder / fname)
+    verify_checkpoint(folder)
+    return folder, {"sha256": sha256_file(folder / WEIGHTS_NAME), "config_sha256": sha256_file(folder / CONFIG_NAME)}
+
+
+def release_view(name, base, transform, eps, seed=0, root=None, **extra):
+    """Write ``root/name/view.json`` describing a weight-free view of checkpoint ``base``."""
+    folder = _root(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    view = {"base": base, "transform": transform, "eps": float(eps), "seed": int(seed), **extra}
+    (folder / VIEW_NAME).write_text(json.dumps(view, indent=2) + "\n")
+    return folder
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m hardened.recipes.release", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    ck = sub.add_parser("checkpoint", help="copy a recipe output into model_cards/NAME")
+    ck.add_argument("run_dir")
+    ck.add_argument("name")
+    ck.add_argument("--root", default=None)
+    vw = sub.add_parser("view", help="write model_cards/NAME/view.json")
+    vw.add_argument("name")
+    vw.add_argument("--base", required=True)
+    vw.add_argument("--transform", required=True)
+    vw.add_argument("--eps", type=float, required=True)
+    vw.add_argument("--seed", type=int, default=0)
+    vw.add_argument("--root", default=None)
+    args = parser.parse_args(argv)
+    if args.what == "checkpoint":
+        folder, fields = release_checkpoint(args.run_dir, args.name, args.root)
+        print(f"wrote {folder}\nregistry fields: {json.dumps(fields, indent=2)}")
+    else:
+        folder = release_view(args.name, args.base, args.transform, args.eps, args.seed, args.root)
+        print(f"wrote {folder / VIEW_NAME}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
