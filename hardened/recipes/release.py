@@ -19,6 +19,34 @@ from hardened.zoo.checkpoint import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME, sh
 
 EXTRA_FILES = ("training_curve.png", "training_log.csv")
 VIEW_NAME = "view.json"
+PROBE_NAME = "probe.json"
+PROBE_IMAGES = 8
+
+
+def probe_images(input_shape, n=PROBE_IMAGES, seed=0):
+    """Deterministic images in [0, 1] (numpy's PCG64, the same on every platform) for prediction checks."""
+    import numpy as np
+
+    return np.random.default_rng(seed).random((n, *input_shape), dtype=np.float64).astype("float32")
+
+
+def write_probe(folder, model):
+    """Record ``model``'s logits on `probe_images` in ``folder/probe.json``.
+
+    The test suite reloads every release on each backend and compares its
+    logits with these, so "same predictions on TensorFlow, JAX and torch" is
+    checked against the numbers of the backend that made the release.
+    """
+    import keras
+    import numpy as np
+
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    x = probe_images(shape)
+    logits = np.asarray(model.predict(x, verbose=0), dtype="float64")
+    probe = {"seed": 0, "n": int(len(x)), "input_shape": list(shape), "backend": keras.backend.backend(),
+             "logits": np.round(logits, 6).tolist(), "argmax": np.argmax(logits, axis=-1).tolist()}
+    (Path(folder) / PROBE_NAME).write_text(json.dumps(probe) + "\n")
+    return probe
 
 
 def _root(root):
@@ -44,6 +72,9 @@ def release_checkpoint(run_dir, name, root=None):
         if (run_dir / fname).exists():
             shutil.copy2(run_dir / fname, folder / fname)
     verify_checkpoint(folder)
+    from hardened.zoo.checkpoint import load_pretrained
+
+    write_probe(folder, load_pretrained(folder))
     return folder, {"sha256": sha256_file(folder / WEIGHTS_NAME), "config_sha256": sha256_file(folder / CONFIG_NAME)}
 
 
@@ -53,6 +84,9 @@ def release_view(name, base, transform, eps, seed=0, root=None, **extra):
     folder.mkdir(parents=True, exist_ok=True)
     view = {"base": base, "transform": transform, "eps": float(eps), "seed": int(seed), **extra}
     (folder / VIEW_NAME).write_text(json.dumps(view, indent=2) + "\n")
+    from hardened.zoo.hub import from_pretrained
+
+    write_probe(folder, from_pretrained(folder))
     return folder
 
 
