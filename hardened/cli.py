@@ -142,6 +142,24 @@ def build_parser():
     train.add_argument("--max-train", type=_int_at_least(1), default=None, help="use the first N training images")
     train.add_argument("--max-test", type=_int_at_least(1), default=None, help="use the first N test images")
     train.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    train.add_argument("--note", default=None, help="free text recorded in metadata.json")
+    train.add_argument("--data-parallel", action="store_true",
+                       help="data-parallel over all local devices (JAX DataParallel or TF MirroredStrategy)")
+    train.add_argument("--compression", type=float, nargs=2, default=None, metavar=("CR_A", "CR_B"),
+                       help="hash recipes: compression ratios instead of the recipe's (e.g. from cr-search)")
+
+    crs = sub.add_parser("cr-search", help="seed 000's compression-ratio search (Algorithm 1)",
+                         description="Hash-train candidate compression ratios from a base checkpoint and pick the "
+                                     "one with the lowest robustness estimate R within the accuracy threshold.")
+    crs.add_argument("base", metavar="BASE_DIR", help="base checkpoint folder written by a recipe")
+    crs.add_argument("--out", required=True, help="output folder (cr_search.json, cr_search.png); resumable")
+    crs.add_argument("--max-candidates", type=_int_at_least(1), default=None, help="evenly spaced sub-grid (budget)")
+    crs.add_argument("--epochs", type=_int_at_least(1), default=1, help="hash-training epochs per candidate")
+    crs.add_argument("--max-train", type=_int_at_least(1), default=None, help="training images per candidate")
+    crs.add_argument("--n-estimator", type=_int_at_least(1), default=200, help="test images for g and phi")
+    crs.add_argument("--alpha", type=float, default=0.5)
+    crs.add_argument("--threshold", type=float, default=0.01, help="largest accepted accuracy drop (fraction)")
+    crs.add_argument("--data-dir", default=None)
     return parser
 
 
@@ -230,11 +248,24 @@ def _cmd_train(args):
         return EXIT_OK if args.list else EXIT_USAGE
     run_recipe(args.recipe, args.out, base_dir=args.base, work_dir=args.work_dir, data_dir=args.data_dir,
                precision=args.precision, seed=args.seed, max_train=args.max_train, max_test=args.max_test,
-               verbose=2 if args.quiet else "auto", epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+               verbose=2 if args.quiet else "auto", epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+               data_parallel=args.data_parallel, compression=args.compression, note=args.note)
     return EXIT_OK
 
 
-_COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info, "push": _cmd_push}
+def _cmd_cr_search(args):
+    from hardened.recipes import search_compression
+
+    table = search_compression(args.base, out_dir=args.out, alpha=args.alpha, threshold=args.threshold,
+                               max_candidates=args.max_candidates, epochs=args.epochs, max_train=args.max_train,
+                               n_estimator=args.n_estimator, data_dir=args.data_dir)
+    choice = table.get("choice") if isinstance(table, dict) else None
+    print(f"chosen: {choice}" if choice else "no candidate within the accuracy threshold")
+    print(f"wrote {args.out}/cr_search.json and cr_search.png")
+    return EXIT_OK
+
+
+_COMMANDS = {"train": _cmd_train, "cr-search": _cmd_cr_search, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info, "push": _cmd_push}
 
 
 def _command_line(argv_for_record):

@@ -39,11 +39,16 @@ def test_evaluate_writes_json_markdown_and_plot(checkpoint, capsys):
     assert "clean accuracy" in printed and "gradient masking" in printed
 
 
-@pytest.mark.parametrize("command", [["train"]])
-def test_unavailable_commands_say_so_with_exit_code_2(command, capsys):
-    assert main(command) == 2
-    assert "not yet available" in capsys.readouterr().err
-    # list/info/push are available (tested in test_zoo.py).
+def test_train_without_recipe_lists_recipes_with_usage_exit_code(capsys):
+    assert main(["train"]) == 2
+    out = capsys.readouterr().out
+    assert "fastcnn-cifar10" in out and "cnn7-hash-mnist" in out
+    assert main(["train", "--list"]) == 0
+
+
+def test_train_unknown_recipe_suggests(capsys):
+    assert main(["train", "cnn7-mnst"]) == 1
+    assert "cnn7-mnist" in capsys.readouterr().err
 
 
 def test_resolve_model_errors(tmp_path, checkpoint):

@@ -17,7 +17,7 @@ SEED_CRS = {"mnist": (1 / 4096, 1 / 128), "fashion_mnist": (1 / 4096, 1 / 128), 
 _CNN7_MNIST_FIT = {"epochs": 8, "batch_size": 128, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
                    "weight_decay": 5e-3, "warmup_epochs": 0.5, "augment": None}
 # airbench-like schedule: batch 512, short warm-up, linear decay, label smoothing, flips and 2-pixel shifts.
-_FAST_CIFAR_FIT = {"epochs": 15, "batch_size": 512, "optimizer": "sgd", "lr": 0.2, "momentum": 0.9,
+_FAST_CIFAR_FIT = {"epochs": 10, "batch_size": 512, "optimizer": "sgd", "lr": 0.2, "momentum": 0.9,
                    "weight_decay": 5e-3, "warmup_epochs": 1.0, "label_smoothing": 0.2, "augment": "crop_flip",
                    "pad": 2}
 _CNN7_CIFAR_FIT = {"epochs": 30, "batch_size": 128, "optimizer": "sgd", "lr": 0.02, "momentum": 0.9,

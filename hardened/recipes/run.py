@@ -9,6 +9,7 @@ interrupted and started again with the same arguments: it resumes from the
 last finished epoch.
 """
 
+import contextlib
 import copy
 import time
 from pathlib import Path
@@ -48,7 +49,8 @@ def get_recipe(name):
 
 
 def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=None, precision="auto", seed=0,
-               max_train=None, max_test=None, verbose="auto", **fit_overrides):
+               max_train=None, max_test=None, verbose="auto", data_parallel=False, devices=None, compression=None, note=None,
+               **fit_overrides):
     """Run recipe ``name`` and write its checkpoint folder.
 
     Args:
@@ -63,6 +65,12 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
         seed: Seed of weight initialisation, shuffling and augmentation.
         max_train, max_test: Use only the first images (smoke tests).
         verbose: Keras fit verbosity.
+        data_parallel: Train data-parallel over ``devices`` (JAX `keras.distribution.DataParallel`
+            or TensorFlow `MirroredStrategy`; see `hardened.recipes.distributed`).
+        devices: Devices for ``data_parallel`` (default: all local ones).
+        note: Free text recorded in metadata.json (e.g. how a run was resumed).
+        compression: For ``hash`` recipes: ``(cr_a, cr_b)`` instead of the recipe's
+            (e.g. the choice of `search_compression`).
         **fit_overrides: Override `fit_model` hyper-parameters (``epochs``, ``lr``, ...).
 
     Returns:
@@ -81,32 +89,32 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
     dataset = recipe["dataset"]
     train, test = load_split(dataset, data_dir=data_dir, max_train=max_train, max_test=max_test)
 
-    if recipe["kind"] == "base":
-        builder, kwargs = recipe["builder"], dict(recipe["kwargs"])
-        build = lambda: build_model(builder, **kwargs)  # noqa: E731
+    if compression is not None:
+        if recipe["kind"] != "hash":
+            raise ValueError(f"compression= applies to hash recipes only; {name!r} is a {recipe['kind']} recipe.")
+        recipe["compression"] = [float(c) for c in compression]
+    parallel = contextlib.nullcontext()
+    if data_parallel:
+        from hardened.recipes.distributed import data_parallel as _data_parallel
+
+        parallel = _data_parallel(devices)
+    base = None
+    if recipe["kind"] == "hash":
+        base_dir = Path(base_dir) if base_dir is not None else DEFAULT_ROOT / recipe["base"]
+        base = load_pretrained(base_dir)  # outside the distribution: a plain single-device model
+    elif recipe["kind"] != "base":
+        raise ValueError(f"Recipe {name!r} has unknown kind {recipe['kind']!r}.")
+    started = time.perf_counter()
+    with parallel:
+        build, builder, kwargs = _builder(recipe, base, base_dir)
         model = build_in_policy(build, policy)
         base_info = None
-    elif recipe["kind"] == "hash":
-        base_dir = Path(base_dir) if base_dir is not None else DEFAULT_ROOT / recipe["base"]
-        base = load_pretrained(base_dir)
-        arch = base.hardened_metadata.get("architecture")
-        if not arch:
-            raise ValueError(f"{base_dir} has no 'architecture' in metadata.json; hash transfer needs a checkpoint "
-                             "written by a hardened recipe.")
-        builder, kwargs = arch["builder"], dict(arch["kwargs"])
-        kwargs["defense"] = {"hashed": [float(c) for c in recipe["compression"]],
-                             "hash_seed": int(recipe.get("hash_seed", 0))}
-        build = lambda: build_model(builder, **kwargs)  # noqa: E731
-        model = build_in_policy(build, policy)
-        copied = copy_weights_by_name(base, model)
-        base_info = {"folder": str(base_dir), "recipe": base.hardened_metadata.get("recipe"),
-                     "weights_sha256": base.hardened_metadata.get("files", {}).get("model.safetensors"),
-                     "copied_layers": copied, "test_accuracy": base.hardened_metadata.get("test_accuracy")}
-    else:
-        raise ValueError(f"Recipe {name!r} has unknown kind {recipe['kind']!r}.")
-
-    started = time.perf_counter()
-    summary = fit_model(model, train, test, out_dir, seed=seed, work_dir=work_dir, verbose=verbose, **fit)
+        if base is not None:
+            copied = copy_weights_by_name(base, model)
+            base_info = {"folder": str(base_dir), "recipe": base.hardened_metadata.get("recipe"),
+                         "weights_sha256": base.hardened_metadata.get("files", {}).get("model.safetensors"),
+                         "copied_layers": copied, "test_accuracy": base.hardened_metadata.get("test_accuracy")}
+        summary = fit_model(model, train, test, out_dir, seed=seed, work_dir=work_dir, verbose=verbose, **fit)
     # Release in float32: same weights, a config without the bf16 policy.
     final = build_in_policy(build, "float32")
     final.set_weights(model.get_weights())
@@ -122,12 +130,30 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
         "test_accuracy": acc,
         "n_test": int(len(test[0])),
         "base_checkpoint": base_info,
+        "note": note,
         **dataset_metadata(dataset),
         **started_from,
     }
     save_pretrained(final, out_dir, metadata=metadata)
     print(f"{name}: test accuracy {100 * acc:.2f} % on {len(test[0])} images -> {out_dir}")
     return out_dir
+
+
+def _builder(recipe, base, base_dir):
+    """``(build_fn, builder_name, kwargs)`` of a recipe's model (hash: the base's architecture, hashed head)."""
+    if base is None:
+        builder, kwargs = recipe["builder"], dict(recipe["kwargs"])
+    else:
+        arch = base.hardened_metadata.get("architecture")
+        if not arch:
+            raise ValueError(f"{base_dir} has no 'architecture' in metadata.json; hash transfer needs a checkpoint "
+                             "written by a hardened recipe.")
+        builder, kwargs = arch["builder"], dict(arch["kwargs"])
+        # Keep the base's own head settings (e.g. extra_fc of single-FC networks), hash the last two FC layers.
+        defense = dict(kwargs.get("defense") or {})
+        defense.update(hashed=[float(c) for c in recipe["compression"]], hash_seed=int(recipe.get("hash_seed", 0)))
+        kwargs["defense"] = defense
+    return (lambda: build_model(builder, **kwargs)), builder, kwargs
 
 
 _FIT_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
