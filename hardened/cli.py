@@ -103,6 +103,9 @@ def build_parser():
     ev.add_argument("--data-dir", default=None, help="where hardened.data.load_dataset looks first")
     ev.add_argument("--quick", action="store_true",
                     help="fewer images for the expensive attacks (recorded in the results); nothing else changes")
+    ev.add_argument("--cap", action="append", default=[], metavar="ATTACK=N",
+                    help="image cap for one attack on top of --quick's (repeatable, e.g. --cap C&W=3); "
+                         "fewer images widen the intervals, the attack itself is unchanged")
     ev.add_argument("--only", default=None, metavar="NAMES",
                     help="comma-separated attack names of the suite to run (e.g. FGSM,BIM)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -170,8 +173,16 @@ def _cmd_evaluate(args):
     data = _load_npz(args.data) if args.data else None
     out = args.out or str(Path("runs") / "eval" / f"{Path(args.model).resolve().name}-{args.suite}")
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    quick = args.quick
+    if args.cap:
+        quick = {}
+        for item in args.cap:
+            name, sep, value = item.rpartition("=")
+            if not sep or not value.strip().isdigit():
+                raise ValueError(f"--cap expects ATTACK=N with N a positive integer, got {item!r}.")
+            quick[name.strip()] = int(value)
     results = evaluate(model, data=data, suite=args.suite, n=args.n, seed=args.seed, batch_size=args.batch_size,
-                       out_dir=out, dataset=args.dataset, progress=not args.no_progress, quick=args.quick,
+                       out_dir=out, dataset=args.dataset, progress=not args.no_progress, quick=quick,
                        only=only, data_dir=args.data_dir)
     # Provenance for the card: the exact command and the code it ran.
     from hardened.evaluation.evaluate import write_results

@@ -352,3 +352,17 @@ def test_full_suites_run_on_a_randomized_view(toy_model, toy_data, tmp_path):
         assert by_name[name]["status"] == "ok"
     assert _flags(res)["eot_stronger_than_plain"]["evaluated"]
     assert res["budget"]["quick"] and res["budget"]["capped_attacks"]
+
+
+def test_quick_caps_dict_lowers_only_images():
+    from hardened.evaluation.suites import build_suite
+
+    full = {s.name: s for s in build_suite("full", dataset="cifar10")}
+    capped = {s.name: s for s in build_suite("full", dataset="cifar10", quick={"C&W": 2})}
+    assert capped["C&W"].max_images == 2 and capped["C&W"].quick_capped
+    assert capped["C&W"].params == full["C&W"].params  # the attack itself is unchanged
+    assert capped["EAD"].max_images == 10  # the default quick caps still apply
+    with pytest.raises(ValueError, match="unknown attack"):
+        build_suite("full", dataset="cifar10", quick={"CW": 2})
+    with pytest.raises(ValueError, match="integers >= 1"):
+        build_suite("full", dataset="cifar10", quick={"C&W": 0})

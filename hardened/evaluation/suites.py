@@ -308,7 +308,9 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
             fixed-randomness attacks; AutoAttack uses its 'rand' version).
         backend: Keras backend name (AutoAttack needs torch). Default: the current one.
         quick: Lower the number of images of the expensive attacks (`QUICK_IMAGES`);
-            nothing else changes.
+            nothing else changes. A dict ``{attack name: images}`` sets (or
+            overrides) caps on top of `QUICK_IMAGES`, e.g. ``{"C&W": 3}`` on a
+            slow CPU: fewer images widen the intervals, never weaken the attack.
 
     Returns:
         List of `AttackSpec`, in run order.
@@ -327,8 +329,18 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
         seen = {spec.identity() for spec in specs}
         specs += [spec for spec in _adaptive_specs(family, randomized, backend) if spec.identity() not in seen]
     if quick:
+        caps = dict(QUICK_IMAGES)
+        if isinstance(quick, dict):
+            names = {spec.name for spec in specs}
+            unknown = sorted(set(quick) - names)
+            if unknown:
+                raise ValueError(f"Image caps for unknown attack(s) {unknown}; this suite has {sorted(names)}.")
+            bad = {k: v for k, v in quick.items() if not (isinstance(v, int) and v >= 1)}
+            if bad:
+                raise ValueError(f"Image caps must be integers >= 1, got {bad}.")
+            caps.update(quick)
         for spec in specs:
-            cap = QUICK_IMAGES.get(spec.name)
+            cap = caps.get(spec.name)
             if cap is not None and (spec.max_images is None or cap < spec.max_images):
                 spec.max_images = cap
                 spec.quick_capped = True
