@@ -39,7 +39,7 @@ RECIPES = {
                    "kwargs": {"input_shape": [28, 28, 1], **MNIST_NORM}, "fit": _CNN7_MNIST_FIT},
     "cnn7-fashion_mnist": {"kind": "base", "builder": "seed_cnn7", "dataset": "fashion_mnist",
                            "kwargs": {"input_shape": [28, 28, 1], **FASHION_NORM},
-                           "fit": dict(_CNN7_MNIST_FIT, epochs=12)},
+                           "fit": _CNN7_MNIST_FIT},
     "cnn7-cifar10": {"kind": "base", "builder": "seed_cnn7", "dataset": "cifar10",
                      "kwargs": {"input_shape": [32, 32, 3], **CIFAR_NORM}, "fit": _CNN7_CIFAR_FIT},
     "fastcnn-cifar10": {"kind": "base", "builder": "fastcnn", "dataset": "cifar10",

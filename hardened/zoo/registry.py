@@ -39,8 +39,37 @@ import re
 
 HUB_ORG = "hardened-zoo"
 
-# Filled by the releases; empty until the first checkpoint is pushed.
-REGISTRY = {}
+# The releases. "revision": None until the repo is pushed (this environment has no Hub
+# access); integrity is pinned by the sha256 values either way. GI entries are views of a
+# checkpoint with seed 000's epsilons (MNIST 0.1 / 3 / 0.2, CIFAR-10 0.3 / 5 / 0.6).
+REGISTRY = {
+    # ---- MNIST, seed 000's 7-layer CNN --------------------------------------------------
+    "cnn7-mnist": {
+        "repo_id": "hardened-zoo/cnn7-mnist", "revision": None,
+        "sha256": "7daa2bd5ab3d423252d7b206eec660d0649e3dc60178ce01943dc681766e8952",
+        "config_sha256": "01a1fa651126be4d6581e670956d50c761653378a79ce0a4f7c9d09850c5d09c",
+        "aliases": ["base-mnist"], "arch": "seed_cnn7", "defense": "none", "dataset": "mnist",
+        "summary": "Undefended 7-layer CNN (seed 000), the base of the MNIST hash/GI releases.",
+    },
+    "cnn7-gi1-mnist": {
+        "base": "cnn7-mnist", "view": {"transform": "gi1", "eps": 0.1, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-gi1-mnist", "aliases": ["gi1-mnist"],
+        "arch": "seed_cnn7", "defense": "gi1", "dataset": "mnist",
+        "summary": "GI1 view (w + 0.1 sign w on the last three layers) of cnn7-mnist.",
+    },
+    "cnn7-gi2-mnist": {
+        "base": "cnn7-mnist", "view": {"transform": "gi2", "eps": 3.0, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-gi2-mnist", "aliases": ["gi2-mnist"],
+        "arch": "seed_cnn7", "defense": "gi2", "dataset": "mnist",
+        "summary": "GI2 view ((1 + 3) w on the last three layers) of cnn7-mnist.",
+    },
+    "cnn7-gi3-mnist": {
+        "base": "cnn7-mnist", "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-gi3-mnist", "aliases": ["gi3-mnist"],
+        "arch": "seed_cnn7", "defense": "gi3", "dataset": "mnist",
+        "summary": "GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0) of cnn7-mnist.",
+    },
+}
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
 # Optional keys of a view spec besides "transform" and "eps".
