@@ -69,6 +69,32 @@ REGISTRY = {
         "arch": "seed_cnn7", "defense": "gi3", "dataset": "mnist",
         "summary": "GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0) of cnn7-mnist.",
     },
+    "cnn7-hash-mnist": {
+        "repo_id": "hardened-zoo/cnn7-hash-mnist", "revision": None,
+        "sha256": "0f08343ed7b6b1f38e1f8b17368d884500988ee501bd4e2fb194bd87b154b0b4",
+        "config_sha256": "4a4e73198793e725bafa37a79063add52ec0e86f2dfc82e68ca7f547223be56d",
+        "aliases": ["hash-mnist"], "arch": "seed_cnn7", "defense": "hash", "dataset": "mnist",
+        "summary": "Defensive hash classifier (seed 000): fc2 and logits HashedDense at 1/4096 and 1/128, "
+                   "transferred from cnn7-mnist and retrained 3 epochs.",
+    },
+    "cnn7-hash-gi1-mnist": {
+        "base": "cnn7-hash-mnist", "view": {"transform": "gi1", "eps": 0.1, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-hash-gi1-mnist", "aliases": ["hash-gi1-mnist"],
+        "arch": "seed_cnn7", "defense": "hash-gi1", "dataset": "mnist",
+        "summary": "Hash classifier + GI1 view (w + 0.1 sign w) of cnn7-hash-mnist.",
+    },
+    "cnn7-hash-gi2-mnist": {
+        "base": "cnn7-hash-mnist", "view": {"transform": "gi2", "eps": 3.0, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-hash-gi2-mnist", "aliases": ["hash-gi2-mnist"],
+        "arch": "seed_cnn7", "defense": "hash-gi2", "dataset": "mnist",
+        "summary": "Hash classifier + GI2 view ((1 + 3) w) of cnn7-hash-mnist.",
+    },
+    "cnn7-hash-gi3-mnist": {
+        "base": "cnn7-hash-mnist", "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-hash-gi3-mnist", "aliases": ["hash-gi3-mnist"],
+        "arch": "seed_cnn7", "defense": "hash-gi3", "dataset": "mnist",
+        "summary": "Hash classifier + GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0) of cnn7-hash-mnist.",
+    },
 }
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
