@@ -35,7 +35,7 @@ def offline(monkeypatch):
 def test_release_is_registered(folder):
     entry = registry.get_entry(folder.name)
     if "base" not in entry:
-        assert entry["sha256"] == json.loads((folder / "metadata.json").read_text())["files"]["model.safetensors"]
+        assert entry["sha256"] == json.loads((folder / "metadata.json").read_text())["files"]["model.safetensors"]["sha256"]
 
 
 @pytest.mark.parametrize("folder", PARAMS)

@@ -708,6 +708,7 @@ class _Card:
                  f"settings: `{r.get('settings')}`; ℓ∞ ε = {_num(eps.get('seed_linf'))} "
                  f"({eps.get('seed_linf_source', 'source not recorded')}).", ""]
         lines += self.attack_table("seed") + [""]
+        lines += self.not_run("seed")
         for fname, res in self.results:
             summ = res.get("summary") or {}
             mean = summ.get("mean_white_box_success_rate_seed")
@@ -751,7 +752,28 @@ class _Card:
                  f"ℓ∞ ε = {_num(eps.get('adaptive_linf'))} "
                  f"({eps.get('adaptive_linf_source', 'source not recorded')}).",
                  ""]
-        return lines + self.attack_table("adaptive") + [""]
+        return lines + self.attack_table("adaptive") + [""] + self.not_run("adaptive")
+
+    def not_run(self, suite):
+        """A line naming the suite's attacks that an ``only=`` selection left out (never silently dropped)."""
+        from hardened.evaluation.suites import build_suite
+
+        lines = []
+        for fname, r in self.results:
+            if not r.get("only") or r.get("suite") not in (suite, "full"):
+                continue
+            try:
+                specs = build_suite(r["suite"], dataset=r.get("settings"), randomized=bool(r.get("randomized")),
+                                    backend=r.get("backend"))
+            except ValueError:
+                continue
+            ran = {e.get("name") for e in r.get("attacks", [])}
+            missing = [sp.name for sp in specs if sp.suite == suite and sp.name not in ran]
+            if missing:
+                lines += [f"**Not run in this evaluation** (left out with `--only` for time on this CPU; "
+                          f"nothing is claimed about them): {', '.join(missing)}"
+                          + (f" (`{fname}`)" if self.multi else "") + ".", ""]
+        return lines
 
     def worst_cases(self):
         """``[(results file, threat key, worst dict)]``: the strongest attack per threat model."""
@@ -840,11 +862,14 @@ class _Card:
         }
         for name, f in flags.items():
             items.append(f"{texts.get(name, name)} ({f.get('detail')}).")
-        if any(k in self.kinds for k in ("gi1", "gi2", "la")) and "ce_margin_gap" not in flags:
+        if any(k in self.kinds for k in ("gi1", "gi2", "la")) and not self.results:
+            items.append("GI1/GI2 and logits augmentation work by saturating the softmax; expect CE attacks to "
+                         "fail and logit attacks not to. This release has not been evaluated yet.")
+        elif any(k in self.kinds for k in ("gi1", "gi2", "la")) and "ce_margin_gap" not in flags:
             items.append("GI1/GI2 and logits augmentation work by saturating the softmax; expect CE attacks to "
                          "fail and logit attacks not to. The CE-vs-margin check did not trigger in this evaluation; "
                          "compare the PGD-CE and PGD-margin rows.")
-        if any(k in self.kinds for k in _RANDOM_KINDS) and "randomized" not in flags:
+        if any(k in self.kinds for k in _RANDOM_KINDS) and "randomized" not in flags and self.results:
             items.append("This defense is randomized by design, but the evaluation found the model deterministic "
                          "(see the `randomized` check).")
         for _, r in self.results:
