@@ -95,6 +95,32 @@ REGISTRY = {
         "arch": "seed_cnn7", "defense": "hash-gi3", "dataset": "mnist",
         "summary": "Hash classifier + GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0) of cnn7-hash-mnist.",
     },
+    # ---- CIFAR-10, fastcnn (airbench-style body, seed 000's FC256-FC256-logits head) ------------
+    "fastcnn-cifar10": {
+        "repo_id": "hardened-zoo/fastcnn-cifar10", "revision": None,
+        "sha256": "b40764ccc6281cc025e785611ad24c1c68aa696bbc8fefcbf3b295790a013394",
+        "config_sha256": "de9ec24ed660ddb6f95c64e24a2ad556a146436d32d12161f0ae02a013639821",
+        "aliases": ["base-cifar10"], "arch": "fastcnn", "defense": "none", "dataset": "cifar10",
+        "summary": "Undefended airbench-style CNN, 10 epochs on the JPEG re-encoded CIFAR-10 copy.",
+    },
+    "fastcnn-gi1-cifar10": {
+        "base": "fastcnn-cifar10", "view": {"transform": "gi1", "eps": 0.3, "seed": 0},
+        "repo_id": "hardened-zoo/fastcnn-gi1-cifar10", "aliases": ["gi1-cifar10"],
+        "arch": "fastcnn", "defense": "gi1", "dataset": "cifar10",
+        "summary": "GI1 view (w + 0.3 sign w) of fastcnn-cifar10.",
+    },
+    "fastcnn-gi2-cifar10": {
+        "base": "fastcnn-cifar10", "view": {"transform": "gi2", "eps": 5.0, "seed": 0},
+        "repo_id": "hardened-zoo/fastcnn-gi2-cifar10", "aliases": ["gi2-cifar10"],
+        "arch": "fastcnn", "defense": "gi2", "dataset": "cifar10",
+        "summary": "GI2 view ((1 + 5) w) of fastcnn-cifar10.",
+    },
+    "fastcnn-gi3-cifar10": {
+        "base": "fastcnn-cifar10", "view": {"transform": "gi3", "eps": 0.6, "seed": 0},
+        "repo_id": "hardened-zoo/fastcnn-gi3-cifar10", "aliases": ["gi3-cifar10"],
+        "arch": "fastcnn", "defense": "gi3", "dataset": "cifar10",
+        "summary": "GI3 view (w + 0.6 U(0,1) sign w, drawn once, seed 0) of fastcnn-cifar10.",
+    },
 }
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
