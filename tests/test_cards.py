@@ -39,7 +39,6 @@ def test_released_folder_is_complete(folder):
     from hardened.zoo import registry
     from hardened.zoo.checkpoint import verify_checkpoint
 
-    assert cards.results_files(folder), f"{folder} has no results*.json"
     if (folder / cards.VIEW_NAME).is_file():
         view = json.loads((folder / cards.VIEW_NAME).read_text())
         assert {"base", "transform"} <= set(view), view
@@ -49,6 +48,10 @@ def test_released_folder_is_complete(folder):
             assert (folder / name).is_file(), f"{folder} lacks {name}"
         entry = registry.REGISTRY.get(folder.name) or {}
         verify_checkpoint(folder, expected_weights_sha256=entry.get("sha256"))
+    if not cards.results_files(folder):
+        # Allowed while the evaluation is pending, but never silently: the card must say so.
+        assert "Not evaluated yet" in (folder / "README.md").read_text()
+        pytest.xfail(f"{folder.name}: not evaluated yet (its card says so)")
 
 
 # --------------------------------------------------------------------------- helpers
