@@ -121,6 +121,32 @@ REGISTRY = {
         "arch": "fastcnn", "defense": "gi3", "dataset": "cifar10",
         "summary": "GI3 view (w + 0.6 U(0,1) sign w, drawn once, seed 0) of fastcnn-cifar10.",
     },
+    "fastcnn-hash-cifar10": {
+        "repo_id": "hardened-zoo/fastcnn-hash-cifar10", "revision": None,
+        "sha256": "d51483a63ce51fa7d98eefa5dc6d4f497abe71c28ab4e59ff3230cc94cb94ec1",
+        "config_sha256": "30c5c2ecbb3898ce172230bf71d813ee14a312978ab657db5d552a3e768df0e5",
+        "aliases": ["hash-cifar10"], "arch": "fastcnn", "defense": "hash", "dataset": "cifar10",
+        "summary": "Defensive hash classifier (seed 000): fc2 and logits HashedDense at 1/65536 and 1/2048, "
+                   "transferred from fastcnn-cifar10 and retrained 3 epochs.",
+    },
+    "fastcnn-hash-gi1-cifar10": {
+        "base": "fastcnn-hash-cifar10", "view": {"transform": "gi1", "eps": 0.3, "seed": 0},
+        "repo_id": "hardened-zoo/fastcnn-hash-gi1-cifar10", "aliases": ["hash-gi1-cifar10"],
+        "arch": "fastcnn", "defense": "hash-gi1", "dataset": "cifar10",
+        "summary": "Hash classifier + GI1 view (w + 0.3 sign w) of fastcnn-hash-cifar10.",
+    },
+    "fastcnn-hash-gi2-cifar10": {
+        "base": "fastcnn-hash-cifar10", "view": {"transform": "gi2", "eps": 5.0, "seed": 0},
+        "repo_id": "hardened-zoo/fastcnn-hash-gi2-cifar10", "aliases": ["hash-gi2-cifar10"],
+        "arch": "fastcnn", "defense": "hash-gi2", "dataset": "cifar10",
+        "summary": "Hash classifier + GI2 view ((1 + 5) w) of fastcnn-hash-cifar10.",
+    },
+    "fastcnn-hash-gi3-cifar10": {
+        "base": "fastcnn-hash-cifar10", "view": {"transform": "gi3", "eps": 0.6, "seed": 0},
+        "repo_id": "hardened-zoo/fastcnn-hash-gi3-cifar10", "aliases": ["hash-gi3-cifar10"],
+        "arch": "fastcnn", "defense": "hash-gi3", "dataset": "cifar10",
+        "summary": "Hash classifier + GI3 view (w + 0.6 U(0,1) sign w, drawn once, seed 0) of fastcnn-hash-cifar10.",
+    },
 }
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
