@@ -15,10 +15,17 @@ import shutil
 import sys
 from pathlib import Path
 
-from hardened.zoo.checkpoint import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME, sha256_file, verify_checkpoint
+from hardened.zoo.checkpoint import (
+    CONFIG_NAME,
+    METADATA_NAME,
+    WEIGHTS_NAME,
+    load_pretrained,
+    sha256_file,
+    verify_checkpoint,
+)
+from hardened.zoo.hub import VIEW_NAME, from_pretrained, model_cards_dir
 
 EXTRA_FILES = ("training_curve.png", "training_log.csv")
-VIEW_NAME = "view.json"
 PROBE_NAME = "probe.json"
 PROBE_IMAGES = 8
 
@@ -50,11 +57,7 @@ def write_probe(folder, model):
 
 
 def _root(root):
-    if root is not None:
-        return Path(root)
-    from hardened.zoo.hub import model_cards_dir
-
-    return model_cards_dir()
+    return Path(root) if root is not None else model_cards_dir()
 
 
 def release_checkpoint(run_dir, name, root=None):
@@ -72,8 +75,6 @@ def release_checkpoint(run_dir, name, root=None):
         if (run_dir / fname).exists():
             shutil.copy2(run_dir / fname, folder / fname)
     verify_checkpoint(folder)
-    from hardened.zoo.checkpoint import load_pretrained
-
     write_probe(folder, load_pretrained(folder))
     return folder, {"sha256": sha256_file(folder / WEIGHTS_NAME), "config_sha256": sha256_file(folder / CONFIG_NAME)}
 
@@ -84,8 +85,6 @@ def release_view(name, base, transform, eps, seed=0, root=None, **extra):
     folder.mkdir(parents=True, exist_ok=True)
     view = {"base": base, "transform": transform, "eps": float(eps), "seed": int(seed), **extra}
     (folder / VIEW_NAME).write_text(json.dumps(view, indent=2) + "\n")
-    from hardened.zoo.hub import from_pretrained
-
     write_probe(folder, from_pretrained(folder))
     return folder
 
