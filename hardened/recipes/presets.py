@@ -17,9 +17,13 @@ SEED_CRS = {"mnist": (1 / 4096, 1 / 128), "fashion_mnist": (1 / 4096, 1 / 128), 
 _CNN7_MNIST_FIT = {"epochs": 8, "batch_size": 128, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
                    "weight_decay": 5e-3, "warmup_epochs": 0.5, "augment": None}
 # airbench-like schedule: batch 512, short warm-up, linear decay, label smoothing, flips and 2-pixel shifts.
-_FAST_CIFAR_FIT = {"epochs": 10, "batch_size": 512, "optimizer": "sgd", "lr": 0.2, "momentum": 0.9,
+# v2 (after the first release reached 87.35 % in 10 epochs): whitening-initialised stem (airbench's first
+# layer), 14 epochs (~50 min here), and no decay on the FC head. Decoupled decay 5e-3 x lr 0.2 shrinks the
+# head ~20x harder than the usual coupled 5e-4 x lr 0.1, and no BatchNorm follows it: its |w| (0.036 in v1)
+# is what GI's absolute epsilon (0.3-0.6 on CIFAR-10) is added to.
+_FAST_CIFAR_FIT = {"epochs": 14, "batch_size": 512, "optimizer": "sgd", "lr": 0.2, "momentum": 0.9,
                    "weight_decay": 5e-3, "warmup_epochs": 1.0, "label_smoothing": 0.2, "augment": "crop_flip",
-                   "pad": 2}
+                   "pad": 2, "no_decay_layers": ["fc1", "fc2", "logits"]}
 _CNN7_CIFAR_FIT = {"epochs": 30, "batch_size": 128, "optimizer": "sgd", "lr": 0.02, "momentum": 0.9,
                    "weight_decay": 5e-3, "warmup_epochs": 1.0, "augment": "crop_flip", "pad": 4}
 # Transfer: the paper retrains the whole model 3 epochs; lower peak LR, short warm-up.
@@ -42,7 +46,7 @@ RECIPES = {
                            "fit": _CNN7_MNIST_FIT},
     "cnn7-cifar10": {"kind": "base", "builder": "seed_cnn7", "dataset": "cifar10",
                      "kwargs": {"input_shape": [32, 32, 3], **CIFAR_NORM}, "fit": _CNN7_CIFAR_FIT},
-    "fastcnn-cifar10": {"kind": "base", "builder": "fastcnn", "dataset": "cifar10",
+    "fastcnn-cifar10": {"kind": "base", "builder": "fastcnn", "dataset": "cifar10", "init": "whiten_stem",
                         "kwargs": {"input_shape": [32, 32, 3], **CIFAR_NORM}, "fit": _FAST_CIFAR_FIT},
 }
 RECIPES.update({

@@ -26,6 +26,7 @@ from hardened.recipes.train import (
     provenance,
     resolve_precision,
     test_accuracy,
+    whiten_conv,
 )
 from hardened.zoo.checkpoint import load_pretrained, save_pretrained
 
@@ -114,6 +115,12 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
             base_info = {"folder": str(base_dir), "recipe": base.hardened_metadata.get("recipe"),
                          "weights_sha256": base.hardened_metadata.get("files", {}).get("model.safetensors"),
                          "copied_layers": copied, "test_accuracy": base.hardened_metadata.get("test_accuracy")}
+        init_info = None
+        if recipe.get("init") == "whiten_stem":
+            # Data-dependent init (the resumed weights of BackupAndRestore replace it on a restart).
+            init_info = {"whiten_stem_eigenvalues": whiten_conv(model, "stem", train[0])}
+        elif recipe.get("init") is not None:
+            raise ValueError(f"Recipe {name!r} has unknown init {recipe['init']!r}.")
         summary = fit_model(model, train, test, out_dir, seed=seed, work_dir=work_dir, verbose=verbose, **fit)
     # Release in float32: same weights, a config without the bf16 policy.
     final = build_in_policy(build, "float32")
@@ -130,6 +137,7 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
         "test_accuracy": acc,
         "n_test": int(len(test[0])),
         "base_checkpoint": base_info,
+        "init": init_info,
         "note": note,
         **dataset_metadata(dataset),
         **started_from,
@@ -157,7 +165,7 @@ def _builder(recipe, base, base_dir):
 
 
 _FIT_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
-             "warmup_epochs", "augment", "pad")
+             "warmup_epochs", "augment", "pad", "no_decay_layers")
 
 
 def copy_weights_by_name(source, target):

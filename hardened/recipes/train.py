@@ -122,6 +122,49 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "start_factor": self.start_factor, "end_factor": self.end_factor}
 
 
+def whiten_conv(model, layer_name, x, n_images=5000, eps=5e-4):
+    """Initialise conv ``layer_name`` as a patch-whitening filter bank (airbench's first layer).
+
+    The layer's input patches (``kh x kw x C`` values, computed on the first
+    ``n_images`` of ``x`` through the model's own preprocessing) are
+    decorrelated: filter ``k`` is the eigenvector ``v_k`` of their covariance
+    scaled by ``1/sqrt(lambda_k + eps)``, for the top ``filters/2``
+    eigenvectors, followed by their negatives (so a following ReLU/GELU
+    keeps both signs). Deterministic; the weights stay trainable.
+
+    Args:
+        model: A functional model containing a ``Conv2D`` named ``layer_name``
+            with an even number of filters at most ``2 * kh * kw * C``.
+        layer_name: The conv layer to initialise (usually the stem).
+        x: Training images in the model's input format.
+        n_images: How many images the covariance is estimated on.
+        eps: Added to the eigenvalues.
+
+    Returns:
+        The eigenvalues used, largest first (for the run's metadata).
+    """
+    layer = model.get_layer(layer_name)
+    kernel = layer.kernel
+    kh, kw, channels, filters = (int(d) for d in kernel.shape)
+    half = filters // 2
+    if filters % 2 or half > kh * kw * channels:
+        raise ValueError(f"whiten_conv: {layer_name!r} has {filters} filters; need an even number at most "
+                         f"{2 * kh * kw * channels} for {kh}x{kw}x{channels} patches.")
+    feed = keras.Model(model.inputs, layer.input)
+    inputs = np.asarray(feed.predict(np.asarray(x[:n_images], "float32"), batch_size=500, verbose=0), "float64")
+    patches = np.lib.stride_tricks.sliding_window_view(inputs, (kh, kw), axis=(1, 2))  # N, H', W', C, kh, kw
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, kh * kw * channels)  # kernel order kh, kw, C
+    cov = np.cov(patches, rowvar=False)
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    order = np.argsort(eigvals)[::-1][:half]
+    eigvals, eigvecs = eigvals[order], eigvecs[:, order]
+    bank = eigvecs / np.sqrt(eigvals + eps)
+    weights = np.concatenate([bank, -bank], axis=1).reshape(kh, kw, channels, filters)
+    rest = layer.get_weights()[1:]
+    layer.set_weights([weights.astype(kernel.dtype if isinstance(kernel.dtype, str) else "float32"), *rest])
+    return [float(v) for v in eigvals]
+
+
 def resolve_precision(precision):
     """``"auto"`` -> ``mixed_bfloat16`` on TensorFlow, ``float32`` elsewhere."""
     if precision not in PRECISIONS:
@@ -183,7 +226,7 @@ def dataset_metadata(dataset):
 
 def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9,
               nesterov=True, weight_decay=5e-4, label_smoothing=0.0, warmup_epochs=1.0, augment=None, pad=2,
-              seed=0, work_dir=None, verbose="auto"):
+              no_decay_layers=(), seed=0, work_dir=None, verbose="auto"):
     """Compile and fit ``model`` on ``train``, resumably; log to ``out_dir``.
 
     Data-parallel: build ``model`` (and call this) inside
@@ -206,6 +249,9 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
         warmup_epochs: Length of the linear warm-up.
         augment: ``None`` or ``"crop_flip"``.
         pad: Translation range of the augmentation.
+        no_decay_layers: Names of layers whose weights get no weight decay
+            (e.g. an FC head that no BatchNorm follows, where decay only shrinks
+            the weights that a test-time weight transform is measured against).
         seed: Seed of shuffling and augmentation.
         work_dir: Folder for the `BackupAndRestore` state (``None``: ``out_dir/_backup``).
         verbose: Keras' verbosity (``"auto"``: progress bar).
@@ -231,6 +277,12 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
     if weight_decay:
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        if no_decay_layers:
+            missing = sorted(set(no_decay_layers) - {layer.name for layer in model.layers})
+            if missing:
+                raise ValueError(f"no_decay_layers names layers the model does not have: {missing}.")
+            opt.exclude_from_weight_decay(
+                var_list=[v for name in no_decay_layers for v in model.get_layer(name).trainable_weights])
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if label_smoothing:
         # Sparse CE has no label smoothing; one-hot the labels in the data instead.
