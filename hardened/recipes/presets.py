@@ -60,3 +60,12 @@ RECIPES.update({
 # first epoch of fastcnn-hash-cifar10 at peak lr 0.05). Adam normalises per parameter.
 for _name in ("fastcnn-hash-cifar10", "cnn7-hash-cifar10"):
     RECIPES[_name]["fit"].update(optimizer="adam", lr=1e-3, weight_decay=5e-2)
+
+# Other defenses' recipes. Each kind other than "base"/"hash" is run by the module named in
+# `hardened.recipes.run.KIND_RUNNERS`; each block below belongs to that module's author.
+# --- prune recipes (hardened.recipes.prune) ---
+# --- end prune ---
+# --- defendpp recipes (hardened.recipes.defendpp) ---
+# --- end defendpp ---
+# --- hrs and baseline recipes (hardened.recipes.hrs, hardened.recipes.adversarial) ---
+# --- end hrs ---

@@ -11,6 +11,7 @@ last finished epoch.
 
 import contextlib
 import copy
+import importlib
 import time
 from pathlib import Path
 
@@ -31,6 +32,15 @@ from hardened.recipes.train import (
 from hardened.zoo.checkpoint import load_pretrained, save_pretrained
 
 DEFAULT_ROOT = Path("runs") / "recipes"
+
+#: Recipe kinds run by their own module's ``run(name, recipe, *, out_dir, base_dir, work_dir, data_dir,
+#: precision, seed, max_train, max_test, verbose, note, fit_overrides) -> Path``.
+KIND_RUNNERS = {
+    "prune": "hardened.recipes.prune",
+    "defendpp": "hardened.recipes.defendpp",
+    "hrs": "hardened.recipes.hrs",
+    "adversarial": "hardened.recipes.adversarial",
+}
 
 
 def list_recipes():
@@ -78,6 +88,13 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
         The output folder as a `Path`.
     """
     recipe = get_recipe(name)
+    if recipe["kind"] in KIND_RUNNERS:
+        if data_parallel or compression is not None:
+            raise ValueError(f"data_parallel/compression apply to base and hash recipes, not {recipe['kind']!r} ones.")
+        runner = importlib.import_module(KIND_RUNNERS[recipe["kind"]])
+        return runner.run(name, recipe, out_dir=out_dir, base_dir=base_dir, work_dir=work_dir, data_dir=data_dir,
+                          precision=precision, seed=seed, max_train=max_train, max_test=max_test, verbose=verbose,
+                          note=note, fit_overrides=fit_overrides)
     started_from = provenance()  # before training: the code that ran, not the tree at the end
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / name
     fit = dict(recipe["fit"])
