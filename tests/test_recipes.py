@@ -21,7 +21,7 @@ from hardened.layers import HashedDense
 from hardened.models import BUILDERS, classifier_head
 from hardened.recipes import cr_search, distributed, presets
 from hardened.recipes import run as run_mod
-from hardened.recipes.train import ArrayBatches, WarmupLinearDecay, _crop_flip, fit_model, read_log
+from hardened.recipes.train import ArrayBatches, WarmupLinearDecay, _crop_flip, fit_model, read_log, whiten_conv
 
 BACKEND = keras.backend.backend()
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,6 +203,42 @@ def test_warmup_linear_decay_values():
     assert value(110) == pytest.approx(0.0, abs=1e-7)
     assert value(200) == pytest.approx(0.0, abs=1e-7)
     assert WarmupLinearDecay(**schedule.get_config()).get_config() == schedule.get_config()
+
+
+def test_no_decay_layers_keep_their_weights_under_pure_decay(tmp_path):
+    """With lr>0 but a zero loss gradient nothing but decay moves weights: fc1 shrinks, logits do not."""
+    keras.utils.set_random_seed(0)
+    model = dense_model()
+    before = {name: model.get_layer(name).get_weights()[0].copy() for name in ("fc1", "logits")}
+    x = np.zeros((64, 8, 8, 1), "float32")  # zero input: no gradient reaches the kernels
+    y = np.zeros(64, "int64")
+    fit_model(model, (x, y), (x[:8], y[:8]), tmp_path, epochs=1, batch_size=32, lr=0.5, momentum=0.0,
+              weight_decay=0.1, warmup_epochs=0.0, no_decay_layers=["logits"], verbose=0)
+    fc1 = model.get_layer("fc1").get_weights()[0]
+    assert np.abs(fc1).sum() < 0.99 * np.abs(before["fc1"]).sum()
+    np.testing.assert_array_equal(model.get_layer("logits").get_weights()[0], before["logits"])
+    with pytest.raises(ValueError, match="no_decay_layers"):
+        fit_model(dense_model(), (x, y), (x[:8], y[:8]), tmp_path / "b", epochs=1, weight_decay=0.1,
+                  no_decay_layers=["nope"], verbose=0)
+
+
+def test_whiten_conv_decorrelates_patches():
+    rng = np.random.default_rng(0)
+    # Correlated 3-channel images: a shared smooth component plus channel noise.
+    base = rng.normal(size=(200, 12, 12, 1))
+    x = (0.8 * base + 0.2 * rng.normal(size=(200, 12, 12, 3))).astype("float32")
+    inputs = keras.Input((12, 12, 3))
+    outputs = keras.layers.Conv2D(8, 2, padding="valid", use_bias=False, name="stem")(inputs)
+    model = keras.Model(inputs, outputs)
+    eigvals = whiten_conv(model, "stem", x, eps=0.0)
+    assert eigvals == sorted(eigvals, reverse=True) and len(eigvals) == 4
+    out = np.asarray(model.predict(x, verbose=0)).reshape(-1, 8)
+    cov = np.cov(out[:, :4], rowvar=False)
+    np.testing.assert_allclose(cov, np.eye(4), atol=0.05)  # unit variance, uncorrelated
+    np.testing.assert_allclose(out[:, 4:], -out[:, :4], atol=1e-5)  # second half: the negatives
+    with pytest.raises(ValueError, match="even number"):
+        odd = keras.Model(inputs, keras.layers.Conv2D(3, 2, name="odd")(inputs))
+        whiten_conv(odd, "odd", x)
 
 
 # ----------------------------------------------------------------- run_recipe
