@@ -108,6 +108,9 @@ def build_parser():
                          "fewer images widen the intervals, the attack itself is unchanged")
     ev.add_argument("--only", default=None, metavar="NAMES",
                     help="comma-separated attack names of the suite to run (e.g. FGSM,BIM)")
+    ev.add_argument("--resume", action="store_true",
+                    help="reuse the attacks an interrupted run of the same command saved in --out "
+                         "(results.partial.json); the others are run")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("list", help="list the zoo's models", description="List the registered zoo models.")
@@ -183,7 +186,7 @@ def _cmd_evaluate(args):
             quick[name.strip()] = int(value)
     results = evaluate(model, data=data, suite=args.suite, n=args.n, seed=args.seed, batch_size=args.batch_size,
                        out_dir=out, dataset=args.dataset, progress=not args.no_progress, quick=quick,
-                       only=only, data_dir=args.data_dir)
+                       only=only, data_dir=args.data_dir, resume=args.resume)
     # Provenance for the card: the exact command and the code it ran.
     from hardened.evaluation.evaluate import write_results
     from hardened.recipes.train import git_commit

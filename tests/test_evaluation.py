@@ -366,3 +366,43 @@ def test_quick_caps_dict_lowers_only_images():
         build_suite("full", dataset="cifar10", quick={"CW": 2})
     with pytest.raises(ValueError, match="integers >= 1"):
         build_suite("full", dataset="cifar10", quick={"C&W": 0})
+
+
+def test_interrupted_evaluation_resumes_without_rerunning_finished_attacks(toy_model, toy_data, tmp_path,
+                                                                          monkeypatch):
+    _, (xt, yt) = toy_data
+    kwargs = dict(suite="seed", n=30, only=["FGSM", "BIM"], out_dir=tmp_path, progress=False, masking_subset=30)
+    fresh = evaluate_fn(toy_model, (xt, yt), **{**kwargs, "out_dir": tmp_path / "fresh"})
+    assert not (tmp_path / "fresh" / evaluate_module.PARTIAL_JSON).exists()  # removed once complete
+
+    real_run_spec = evaluate_module._run_spec
+    calls = []
+
+    def interrupted(spec, *args):
+        calls.append(spec.name)
+        if spec.name == "BIM":
+            raise KeyboardInterrupt  # the session ends during the second attack
+        return real_run_spec(spec, *args)
+
+    monkeypatch.setattr(evaluate_module, "_run_spec", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_fn(toy_model, (xt, yt), **kwargs)
+    assert (tmp_path / evaluate_module.PARTIAL_JSON).exists()
+
+    calls.clear()
+    monkeypatch.setattr(evaluate_module, "_run_spec", lambda spec, *args: calls.append(spec.name)
+                        or real_run_spec(spec, *args))
+    resumed = evaluate_fn(toy_model, (xt, yt), **kwargs, resume=True)
+    assert calls == ["BIM"]  # FGSM came from the partial file
+    for a, b in zip(resumed["attacks"], fresh["attacks"]):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+    # Another seed is another evaluation: a partial file of seed 0 is not reused.
+    monkeypatch.setattr(evaluate_module, "_run_spec", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_fn(toy_model, (xt, yt), **kwargs)
+    calls.clear()
+    monkeypatch.setattr(evaluate_module, "_run_spec", lambda spec, *args: calls.append(spec.name)
+                        or real_run_spec(spec, *args))
+    evaluate_fn(toy_model, (xt, yt), **{**kwargs, "seed": 1}, resume=True)
+    assert calls == ["FGSM", "BIM"]

@@ -13,6 +13,7 @@ from hardened.evaluation import _run, masking, metrics, suites
 from hardened.validation import check_images
 
 RESULTS_JSON = "results.json"
+PARTIAL_JSON = "results.partial.json"
 RESULTS_MD = "results.md"
 PLOT_PNG = "success_vs_eps.png"
 SCHEMA_VERSION = 1
@@ -20,7 +21,7 @@ ESTIMATOR_SUBSET = 100
 
 
 def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_dir=None, dataset=None,
-             progress=True, quick=False, only=None, data_dir=None, strict=False, masking_subset=None):
+             progress=True, quick=False, only=None, data_dir=None, strict=False, masking_subset=None, resume=False):
     """Evaluate the robustness of a classifier with a suite of attacks.
 
     The first ``n`` images are used. Every evaluation also runs the cheap
@@ -50,6 +51,12 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
         data_dir: Passed to `load_dataset` when the data are loaded.
         strict: Re-raise an attack's error instead of recording it.
         masking_subset: Images used by the masking checks (default: min(n, 100)).
+        resume: With ``out_dir``: after each attack its entry is saved to
+            ``results.partial.json``; with ``resume=True`` an attack whose
+            entry is there for the same model weights, images, seed, batch size,
+            backend and attack parameters is taken from it instead of being run
+            again (each attack is seeded on its own, so the entry is what a new
+            run would give). Long suites can so be finished over several runs.
 
     Returns:
         The results dict (see ``results.json``): ``clean_accuracy``, ``n``,
@@ -108,10 +115,25 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
 
     from tqdm.auto import tqdm
 
+    run_key = _json_clean({"checkpoint": _checkpoint_info(metadata), "model_name": getattr(model, "name", None),
+                           "n": int(len(x)), "labels_sha": _sha(y), "images_sha": _sha(x), "seed": int(seed),
+                           "batch_size": int(batch_size), "backend": backend, "settings": family})
+    partial_path = Path(out_dir) / PARTIAL_JSON if out_dir is not None else None
+    done = _load_partial(partial_path, run_key) if resume and partial_path is not None else {}
+    saved = {}
     entries = []
     for spec in tqdm(specs, desc="attacks", disable=not progress):
-        keras.utils.set_random_seed(int(seed))  # each attack reproducible on its own
-        entries.append(_run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict))
+        fingerprint = _spec_fingerprint(spec)
+        previous = done.get(spec.name)
+        if previous is not None and previous["fingerprint"] == fingerprint and previous["entry"]["status"] == "ok":
+            entry = previous["entry"]
+        else:
+            keras.utils.set_random_seed(int(seed))  # each attack reproducible on its own
+            entry = _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict)
+        entries.append(entry)
+        if partial_path is not None:
+            saved[spec.name] = {"fingerprint": fingerprint, "entry": entry}
+            _write_partial(partial_path, run_key, {**done, **saved})
 
     flags = masking.finalize_flags(cheap, entries)
     keras.utils.set_random_seed(int(seed))
@@ -164,7 +186,44 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
     results = _json_clean(results)
     if out_dir is not None:
         write_results(results, out_dir)
+        if partial_path.exists():
+            partial_path.unlink()  # the run is complete: results.json holds every entry
     return results
+
+
+# ----------------------------------------------------------------- resuming
+def _sha(array):
+    import hashlib
+
+    arr = np.ascontiguousarray(array)
+    return hashlib.sha256(arr.tobytes() + str((arr.dtype, arr.shape)).encode()).hexdigest()
+
+
+def _spec_fingerprint(spec):
+    """What decides an attack's result besides the model and images (compared as JSON)."""
+    fields = {k: getattr(spec, k) for k in ("name", "attack", "params", "targeted", "norm", "eps", "black_box",
+                                             "wrapper", "wrapper_params", "max_images", "skip_reason")}
+    return json.loads(json.dumps(_json_clean(_run._jsonable(fields)), sort_keys=True, default=str))
+
+
+def _load_partial(path, run_key):
+    """Entries of an earlier, interrupted run of the same evaluation (``{}`` if none or different)."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if saved.get("run_key") != json.loads(json.dumps(run_key, sort_keys=True, default=str)):
+        return {}  # other weights, images, seed or backend: nothing can be reused
+    return saved.get("attacks", {})
+
+
+def _write_partial(path, run_key, attacks):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_json_clean({"run_key": run_key, "attacks": attacks}), sort_keys=True, default=str))
+    tmp.replace(path)  # atomic: an interrupted write never leaves a half file
 
 
 # ----------------------------------------------------------------- running one spec
