@@ -257,8 +257,15 @@ def _cmd_train(args):
     if args.list or not args.recipe:
         for name in list_recipes():
             r = get_recipe(name)
-            what = r.get("builder") or f"hash transfer of {r['base']} at CR {r['compression']}"
-            print(f"{name:<28} {r['dataset']:<14} {what}  ({r['fit']['epochs']} epochs)")
+            kind, epochs = r.get("kind", "base"), f"{r['fit']['epochs']} epochs"
+            if kind == "hash":
+                what = f"hash transfer of {r['base']} at CR {r['compression']}"
+            elif kind == "prune":
+                what = f"pruning of {r['base']}"
+                epochs = f"{r.get('rounds', '?')} rounds x {r['fit']['epochs']} epochs"
+            else:
+                what = r.get("builder", "?") + ("" if kind == "base" else f", {kind}")
+            print(f"{name:<28} {r['dataset']:<14} {what}  ({epochs})")
         return EXIT_OK if args.list else EXIT_USAGE
     run_recipe(args.recipe, args.out, base_dir=args.base, work_dir=args.work_dir, data_dir=args.data_dir,
                precision=args.precision, seed=args.seed, max_train=args.max_train, max_test=args.max_test,

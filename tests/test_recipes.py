@@ -138,6 +138,19 @@ def test_fit_model_resumes_after_interruption(tmp_path):
     assert summary["train_accuracy"] is not None and (out / "training_curve.png").exists()
 
 
+def test_a_restored_fit_does_not_make_the_next_fit_of_the_same_model_skip_epochs(tmp_path):
+    # Keras' BackupAndRestore leaves model._initial_epoch set after restoring (pruning rounds and HRS
+    # blocks fit one model object several times, each with its own backup folder).
+    kwargs = dict(epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.0, verbose=0)
+    model = dense_model()
+    fit_model(model, TRAIN, TEST, tmp_path / "a", **kwargs)
+    recorder = _EpochRecorder()
+    fit_model(_with_callback(model, recorder), TRAIN, TEST, tmp_path / "a", **kwargs)
+    assert recorder.epochs == []  # finished run: restored, nothing to do
+    fit_model(model, TRAIN, TEST, tmp_path / "b", **kwargs)
+    assert recorder.epochs == [0]  # a new backup folder trains from its first epoch
+
+
 def test_read_log_keeps_last_row_of_a_repeated_epoch(tmp_path):
     log = tmp_path / "training_log.csv"
     log.write_text("epoch,accuracy,loss\n0,0.5,1.0\n1,0.6,0.9\nepoch,accuracy,loss\n1,0.7,0.8\n2,0.8,0.7\n")

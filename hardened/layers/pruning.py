@@ -19,6 +19,14 @@ class _MaskMixin:
             name="mask", shape=self.kernel.shape, initializer="ones", trainable=False
         )
 
+    # Dense/Conv2D save only kernel and bias in Keras' own weight files (save_weights, BackupAndRestore,
+    # .keras); the generic Layer versions save every variable, the mask included.
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
     def masked_kernel(self, kernel=None):
         kernel = self.kernel if kernel is None else kernel
         return kernel * ops.cast(self.mask, kernel.dtype)

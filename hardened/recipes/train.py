@@ -297,6 +297,10 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
     log = out_dir / "training_log.csv"
     callbacks = [keras.callbacks.BackupAndRestore(str(work_dir), delete_checkpoint=False),
                  keras.callbacks.CSVLogger(str(log), append=True)]
+    # BackupAndRestore sets model._initial_epoch when it restores and Keras never clears it: a later
+    # fit of the same model object (the next pruning round, HRS block) would start at that epoch and skip
+    # training. This run's own backup folder alone decides where it starts.
+    model._initial_epoch = None
     started = time.perf_counter()
     # shuffle=False: ArrayBatches shuffles itself per (seed, epoch); Keras' own batch-order shuffle would
     # make the order depend on the global RNG state (differs after a resume or under a strategy).
