@@ -262,6 +262,7 @@ def test_run_recipe_base_then_hash(tiny_env, monkeypatch):
     meta = json.loads((base_dir / "metadata.json").read_text())
     assert meta["architecture"] == {"builder": "tiny_test", "kwargs": {"input_shape": [8, 8, 1], "hidden": [16, 16]}}
     assert meta["dataset"] == "mnist" and meta["recipe"] == "tiny-base"
+    assert meta["randomized"] is False  # no SAP/dropout/noise layer
     assert "command" in meta and "commit" in meta
     assert meta["test_accuracy"] > 0.3  # 10 classes, separable: well above chance (0.1)
     assert "bfloat16" not in (base_dir / "config.json").read_text()  # released in float32

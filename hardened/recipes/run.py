@@ -17,6 +17,7 @@ from pathlib import Path
 
 import keras
 
+from hardened.layers import randomized_layers
 from hardened.models import build_model
 from hardened.recipes import presets
 from hardened.recipes.train import (
@@ -151,8 +152,10 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
         "architecture": {"builder": builder, "kwargs": kwargs},
         "training": {**summary, "precision": policy, "seed": int(seed), "max_train": max_train,
                      "n_train": int(len(train[0])), "seconds_total_this_run": round(time.perf_counter() - started, 1)},
-        "test_accuracy": acc,
+        "test_accuracy": acc,  # one pass; for a randomized model one draw of its randomness per batch
         "n_test": int(len(test[0])),
+        # SAP / defensive dropout / noise baselines are random at inference: cards and evaluate need to know.
+        "randomized": bool(randomized_layers(final)),
         "base_checkpoint": base_info,
         "init": init_info,
         "note": note,
