@@ -147,6 +147,58 @@ REGISTRY = {
         "arch": "fastcnn", "defense": "hash-gi3", "dataset": "cifar10",
         "summary": "Hash classifier + GI3 view (w + 0.6 U(0,1) sign w, drawn once, seed 0) of fastcnn-hash-cifar10.",
     },
+    # ---- Fashion-MNIST, seed 000's 7-layer CNN (GI epsilons: MNIST's; seed 000 gives none for it) ----
+    "cnn7-fashion-mnist": {
+        "repo_id": "hardened-zoo/cnn7-fashion-mnist", "revision": None,
+        "sha256": "efca07330fcfb2c3021a5c869f35a92d87b2320c67ca28c3297b29e174b1d418",
+        "config_sha256": "b1cf82d98c7d04762de6beb02ac0ebfa3c0c153a865d7c0251a9ff857232df37",
+        "aliases": ["base-fashion-mnist"], "arch": "seed_cnn7", "defense": "none", "dataset": "fashion_mnist",
+        "summary": "Undefended 7-layer CNN (seed 000), the base of the Fashion-MNIST hash/GI releases.",
+    },
+    "cnn7-gi1-fashion-mnist": {
+        "base": "cnn7-fashion-mnist", "view": {"transform": "gi1", "eps": 0.1, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-gi1-fashion-mnist", "aliases": ["gi1-fashion-mnist"],
+        "arch": "seed_cnn7", "defense": "gi1", "dataset": "fashion_mnist",
+        "summary": "GI1 view (w + 0.1 sign w, MNIST's epsilon) of cnn7-fashion-mnist.",
+    },
+    "cnn7-gi2-fashion-mnist": {
+        "base": "cnn7-fashion-mnist", "view": {"transform": "gi2", "eps": 3.0, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-gi2-fashion-mnist", "aliases": ["gi2-fashion-mnist"],
+        "arch": "seed_cnn7", "defense": "gi2", "dataset": "fashion_mnist",
+        "summary": "GI2 view ((1 + 3) w, MNIST's epsilon) of cnn7-fashion-mnist.",
+    },
+    "cnn7-gi3-fashion-mnist": {
+        "base": "cnn7-fashion-mnist", "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-gi3-fashion-mnist", "aliases": ["gi3-fashion-mnist"],
+        "arch": "seed_cnn7", "defense": "gi3", "dataset": "fashion_mnist",
+        "summary": "GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0, MNIST's epsilon) of cnn7-fashion-mnist.",
+    },
+    "cnn7-hash-fashion-mnist": {
+        "repo_id": "hardened-zoo/cnn7-hash-fashion-mnist", "revision": None,
+        "sha256": "7a13a46570603f6322566c379c247da85fa2f24988b5d8d26325a08b2d509b51",
+        "config_sha256": "82768faecb44da1202bd32e6787393869695f6eb069a501bd513612e5b768dca",
+        "aliases": ["hash-fashion-mnist"], "arch": "seed_cnn7", "defense": "hash", "dataset": "fashion_mnist",
+        "summary": "Defensive hash classifier (seed 000): fc2 and logits HashedDense at 1/4096 and 1/128, "
+                   "transferred from cnn7-fashion-mnist and retrained 3 epochs.",
+    },
+    "cnn7-hash-gi1-fashion-mnist": {
+        "base": "cnn7-hash-fashion-mnist", "view": {"transform": "gi1", "eps": 0.1, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-hash-gi1-fashion-mnist", "aliases": ["hash-gi1-fashion-mnist"],
+        "arch": "seed_cnn7", "defense": "hash-gi1", "dataset": "fashion_mnist",
+        "summary": "Hash classifier + GI1 view (w + 0.1 sign w, MNIST's epsilon) of cnn7-hash-fashion-mnist.",
+    },
+    "cnn7-hash-gi2-fashion-mnist": {
+        "base": "cnn7-hash-fashion-mnist", "view": {"transform": "gi2", "eps": 3.0, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-hash-gi2-fashion-mnist", "aliases": ["hash-gi2-fashion-mnist"],
+        "arch": "seed_cnn7", "defense": "hash-gi2", "dataset": "fashion_mnist",
+        "summary": "Hash classifier + GI2 view ((1 + 3) w, MNIST's epsilon) of cnn7-hash-fashion-mnist.",
+    },
+    "cnn7-hash-gi3-fashion-mnist": {
+        "base": "cnn7-hash-fashion-mnist", "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
+        "repo_id": "hardened-zoo/cnn7-hash-gi3-fashion-mnist", "aliases": ["hash-gi3-fashion-mnist"],
+        "arch": "seed_cnn7", "defense": "hash-gi3", "dataset": "fashion_mnist",
+        "summary": "Hash classifier + GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0, MNIST's epsilon) of cnn7-hash-fashion-mnist.",
+    },
 }
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
