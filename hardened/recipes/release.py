@@ -25,7 +25,8 @@ from hardened.zoo.checkpoint import (
 )
 from hardened.zoo.hub import VIEW_NAME, from_pretrained, model_cards_dir
 
-EXTRA_FILES = ("training_curve.png", "training_log.csv")
+EXTRA_FILES = ("training_curve.png", "training_log.csv", "prune_curve.png", "reconstruction.png",
+               "channel_accuracies.csv")
 PROBE_NAME = "probe.json"
 PROBE_IMAGES = 8
 
@@ -74,6 +75,8 @@ def release_checkpoint(run_dir, name, root=None):
     for fname in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME, *EXTRA_FILES):
         if (run_dir / fname).exists():
             shutil.copy2(run_dir / fname, folder / fname)
+    if (run_dir / "decoder").is_dir():  # Defend++: the decoder ships beside the classifier, for inspection
+        shutil.copytree(run_dir / "decoder", folder / "decoder", dirs_exist_ok=True)
     verify_checkpoint(folder)
     write_probe(folder, load_pretrained(folder))
     return folder, {"sha256": sha256_file(folder / WEIGHTS_NAME), "config_sha256": sha256_file(folder / CONFIG_NAME)}

@@ -167,7 +167,12 @@ def apply_view(model, view):
 
     transform = view.get("transform")
     if transform == "logits_augmentation":
-        return logits_augmentation(model, tau=view["eps"], layer=view.get("layers"))
+        layers = view.get("layers")
+        if isinstance(layers, (list, tuple)):  # registry entries may list the one layer
+            if len(layers) != 1:
+                raise ValueError(f"logits_augmentation scales one layer, got layers={layers!r}.")
+            layers = layers[0]
+        return logits_augmentation(model, tau=view["eps"], layer=layers)
     if transform in ("gi1", "gi2", "gi3"):
         return apply_gi(model, transform, view["eps"], layers=view.get("layers"),
                         resample=view.get("resample", "once"), seed=view.get("seed", 0))
