@@ -406,3 +406,16 @@ def test_interrupted_evaluation_resumes_without_rerunning_finished_attacks(toy_m
                         or real_run_spec(spec, *args))
     evaluate_fn(toy_model, (xt, yt), **{**kwargs, "seed": 1}, resume=True)
     assert calls == ["FGSM", "BIM"]
+
+
+def test_a_randomized_models_attack_result_does_not_depend_on_the_attacks_run_before_it(toy_model, toy_data):
+    # The layers' SeedGenerator states advance with each call; evaluate restores them before each attack,
+    # so a resumed run or a narrower --only selection gives the same entry.
+    _, (xt, yt) = toy_data
+    kwargs = dict(suite="seed", n=30, progress=False, masking_subset=30)
+    gi3 = apply_gi(toy_model, "gi3", 0.5, resample="per_call", seed=5)
+    both = evaluate_fn(gi3, (xt, yt), only=["FGSM", "BIM"], **kwargs)
+    alone = evaluate_fn(gi3, (xt, yt), only=["BIM"], **kwargs)
+    assert both["clean_accuracy"] == alone["clean_accuracy"]
+    assert both["attacks"][1]["success_rate"] == alone["attacks"][0]["success_rate"]
+    assert both["attacks"][1]["mean_linf"] == alone["attacks"][0]["mean_linf"]

@@ -21,7 +21,8 @@ ESTIMATOR_SUBSET = 100
 
 
 def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_dir=None, dataset=None,
-             progress=True, quick=False, only=None, data_dir=None, strict=False, masking_subset=None, resume=False):
+             progress=True, quick=False, only=None, data_dir=None, strict=False, masking_subset=None, resume=False,
+             adaptive_eps=None, eot_samples=None):
     """Evaluate the robustness of a classifier with a suite of attacks.
 
     The first ``n`` images are used. Every evaluation also runs the cheap
@@ -57,6 +58,9 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
             backend and attack parameters is taken from it instead of being run
             again (each attack is seeded on its own, so the entry is what a new
             run would give). Long suites can so be finished over several runs.
+        adaptive_eps: ℓ∞ ε of the adaptive attacks (and of the masking checks'
+            black-box run) instead of the dataset family's; ``None`` keeps it.
+        eot_samples: Gradient samples of the EOT attacks (default 10, seed 004).
 
     Returns:
         The results dict (see ``results.json``): ``clean_accuracy``, ``n``,
@@ -82,6 +86,7 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if masking_subset is not None:
         _check_positive_int("masking_subset", masking_subset)
+    suites.check_adaptive_overrides(adaptive_eps, eot_samples)
 
     metadata = getattr(model, "hardened_metadata", None) or {}
     dataset_name = dataset if dataset is not None else _metadata_dataset(metadata)
@@ -93,8 +98,15 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
     x, y = x[:n], y[:n]
     family, family_how = suites.family_for(_known_family(dataset_name), input_shape)
     settings = suites.settings(family)
+    if adaptive_eps is not None and float(adaptive_eps) != settings["adaptive_eps"]:
+        settings["adaptive_eps"] = float(adaptive_eps)
+        settings["adaptive_eps_source"] = f"{float(adaptive_eps):.6g} set by the caller (adaptive_eps)"
 
-    keras.utils.set_random_seed(int(seed))
+    # A randomized layer's SeedGenerator state advances with every call and set_random_seed does not reset
+    # it: restore the initial states wherever the global seed is reset, so each attack (and a resumed one)
+    # sees the same random stream whatever ran before it.
+    reseed = _randomness_resetter(model, int(seed))
+    reseed()
     pred_clean = metrics.predict_labels(model, x, batch_size)
     clean_acc = float(np.mean(pred_clean == y))
     randomness = masking.forward_randomness(model, x[: min(len(x), 16)])
@@ -102,11 +114,12 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
     backend = keras.backend.backend()
 
     specs = suites.build_suite(suite, dataset=_known_family(dataset_name), input_shape=input_shape,
-                               randomized=randomized, backend=backend, quick=quick)
+                               randomized=randomized, backend=backend, quick=quick,
+                               adaptive_eps=adaptive_eps, eot_samples=eot_samples)
     specs = suites.select(specs, only)
 
     # Cheap masking checks first: they are the evaluation's sanity check.
-    keras.utils.set_random_seed(int(seed))
+    reseed()
     subset = masking_subset or min(len(x), masking.SWEEP_SUBSET)
     sweep_eps = sorted(set(settings["sweep_eps"]) | {settings["linf_eps"], settings["adaptive_eps"]})
     cheap = masking.run_masking_checks(model, x, y, sweep_eps, black_box_eps=settings["adaptive_eps"],
@@ -128,7 +141,7 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
         if previous is not None and previous["fingerprint"] == fingerprint and previous["entry"]["status"] == "ok":
             entry = previous["entry"]
         else:
-            keras.utils.set_random_seed(int(seed))  # each attack reproducible on its own
+            reseed()  # each attack reproducible on its own
             entry = _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict)
         entries.append(entry)
         if partial_path is not None:
@@ -136,7 +149,7 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
             _write_partial(partial_path, run_key, {**done, **saved})
 
     flags = masking.finalize_flags(cheap, entries)
-    keras.utils.set_random_seed(int(seed))
+    reseed()
     estimator = _estimator_terms(model, x, batch_size)
 
     capped = [e["name"] for e in entries if e.get("quick_capped")]
@@ -189,6 +202,34 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
         if partial_path.exists():
             partial_path.unlink()  # the run is complete: results.json holds every entry
     return results
+
+
+# ----------------------------------------------------------------- randomness
+def _randomness_resetter(model, seed):
+    """A function that resets Keras' global seed and every randomized layer's generator to its initial state."""
+    import keras
+
+    from hardened.layers.stochastic import randomized_layers
+
+    states = []
+    for layer in randomized_layers(model):
+        generator = getattr(layer, "seed_generator", None)
+        if generator is None:
+            continue
+        initial = getattr(generator, "_hardened_initial_state", None)
+        if initial is None:
+            current = np.array(keras.ops.convert_to_numpy(generator.state))
+            seed0 = getattr(generator, "_initial_seed", None)  # Keras' SeedGenerator starts at [seed, 0]
+            initial = np.array([seed0, 0], dtype=current.dtype) if isinstance(seed0, int) else current
+            generator._hardened_initial_state = initial  # an unseeded generator: its state when first seen
+        states.append((generator.state, initial))
+
+    def reseed():
+        keras.utils.set_random_seed(seed)
+        for variable, value in states:
+            variable.assign(value)
+
+    return reseed
 
 
 # ----------------------------------------------------------------- resuming
