@@ -6,6 +6,7 @@
     hardened push NAME_OR_DIR [--repo-id org/name] [--private]
     hardened train RECIPE [--out DIR] [--base DIR] [--epochs N] [--max-train N]
     hardened train --list
+    hardened des --base NAME --member HRS=hrs10x10-mnist:10x10 --member SAP=cwcnn-sap-mnist:1 --n 500 --out DIR
 
 The Keras backend is chosen with the ``KERAS_BACKEND`` environment variable
 (tensorflow, jax or torch) before the command starts.
@@ -166,7 +167,85 @@ def build_parser():
     crs.add_argument("--alpha", type=float, default=0.5)
     crs.add_argument("--threshold", type=float, default=0.01, help="largest accepted accuracy drop (fraction)")
     crs.add_argument("--data-dir", default=None)
+
+    des = sub.add_parser("des", help="compare defense families by seed 004's DES (table + scatter plot)",
+                         description="Evaluate every member against PGD and CW-PGD (white-box, EOT, fixed "
+                                     "randomness), compute DES = gain in defense rate / (accuracy drop + eta) "
+                                     "against --base, and write des.json, des.md and des.png to --out. "
+                                     "Rerun with the same --out to resume.")
+    des.add_argument("--base", required=True, help="the unprotected base model (zoo name or checkpoint folder)")
+    des.add_argument("--member", action="append", default=[], metavar="FAMILY=MODEL[:STRENGTH]",
+                     help="a member of a defense family (repeatable), e.g. HRS=hrs10x10-mnist:10x10")
+    des.add_argument("--family-file", default=None, metavar="JSON",
+                     help='members as JSON: {"HRS": [["hrs10x10-mnist", "10x10"], ...], ...}')
+    des.add_argument("--out", default=None, help="output folder (default: runs/des/<base>)")
+    des.add_argument("--n", type=_positive_int, default=500, help="number of test images (default: 500)")
+    des.add_argument("--eps", type=_fraction, default=None,
+                     help="l_inf bound, e.g. 0.3 or 8/255 (default: the adaptive suite's for the dataset)")
+    des.add_argument("--attacks", default="PGD,CW-PGD", help="comma-separated subset of PGD,CW-PGD")
+    des.add_argument("--settings", default="white-box,eot,fixed", help="comma-separated subset of "
+                                                                       "white-box,eot,fixed")
+    des.add_argument("--eot-samples", type=_positive_int, default=10, help="gradient samples per EOT step (10)")
+    des.add_argument("--eta", type=float, default=0.002, help="eta of DES (seed 004: 0.002)")
+    des.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
+    des.add_argument("--batch-size", type=_positive_int, default=128, help="batch size (default: 128)")
+    des.add_argument("--dataset", default=None, help="dataset (default: from the base's metadata)")
+    des.add_argument("--data", default=None, metavar="NPZ", help="compare on arrays x, y from this .npz")
+    des.add_argument("--data-dir", default=None, help="where hardened.data.load_dataset looks first")
+    des.add_argument("--no-resume", action="store_true", help="re-evaluate members whose results are saved")
+    des.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
+
+
+def _fraction(text):
+    """An argparse type: a float or a fraction such as ``8/255``."""
+    num, sep, den = str(text).partition("/")
+    try:
+        return float(num) / float(den) if sep else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction like 8/255, got {text!r}") from None
+
+
+def _des_members(args):
+    """``{family: [(model, strength), ...]}`` from --family-file and the --member options."""
+    import json
+
+    members = {}
+    if args.family_file:
+        path = Path(args.family_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--family-file {path} does not exist.")
+        try:
+            members = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"--family-file {path} is not valid JSON ({err}).") from None
+        if not isinstance(members, dict):
+            raise ValueError(f"--family-file {path} must hold an object {{family: [[model, strength], ...]}}.")
+        members = {k: list(v) if isinstance(v, list) else [v] for k, v in members.items()}
+    for item in args.member:
+        family, sep, rest = item.partition("=")
+        if not sep or not family.strip() or not rest.strip():
+            raise ValueError(f"--member expects FAMILY=MODEL[:STRENGTH], got {item!r}.")
+        model, colon, strength = rest.rpartition(":")
+        if not colon or Path(rest).expanduser().exists():  # no strength, or a folder name with a colon
+            model, strength = rest, None
+        members.setdefault(family.strip(), []).append((model.strip(), _strength_value(strength)))
+    if not members:
+        raise ValueError("hardened des needs members: --member FAMILY=MODEL[:STRENGTH] (repeatable) "
+                         "or --family-file members.json.")
+    return members
+
+
+def _strength_value(text):
+    """``"0.3"`` -> 0.3, ``"1"`` -> 1, ``"10x10"`` stays a label."""
+    if text is None:
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text.strip()
 
 
 def _cmd_evaluate(args):
@@ -286,7 +365,28 @@ def _cmd_cr_search(args):
     return EXIT_OK
 
 
-_COMMANDS = {"train": _cmd_train, "cr-search": _cmd_cr_search, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info, "push": _cmd_push}
+def _cmd_des(args):
+    from hardened.evaluation.des import des_compare
+
+    members = _des_members(args)
+    out = args.out or str(Path("runs") / "des" / Path(args.base).name)
+    des = des_compare(members, base=args.base, data=_load_npz(args.data) if args.data else None,
+                      dataset=args.dataset, n=args.n, eps=args.eps, attacks=args.attacks.split(","),
+                      settings=args.settings.split(","), eot_samples=args.eot_samples, eta=args.eta, out_dir=out,
+                      resume=not args.no_resume, progress=not args.no_progress, seed=args.seed,
+                      batch_size=args.batch_size, data_dir=args.data_dir,
+                      command=_command_line(argv_for_record=args.argv))
+    print(f"base {des['base']['name']}: clean accuracy {100 * des['base']['clean_accuracy']:.2f} % "
+          f"on {des['inputs']['n']} images")
+    for m in des["mean_des"]:
+        value = "n/a" if m["mean_des"] is None else f"{m['mean_des']:.2f}"
+        print(f"  {m['family']:<12} {m['attack']:<7} {m['setting']:<10} mean DES {value}")
+    print(f"wrote {out}/des.json, des.md, des.png")
+    return EXIT_OK
+
+
+_COMMANDS = {"train": _cmd_train, "cr-search": _cmd_cr_search, "evaluate": _cmd_evaluate, "list": _cmd_list,
+             "info": _cmd_info, "push": _cmd_push, "des": _cmd_des}
 
 
 def _command_line(argv_for_record):

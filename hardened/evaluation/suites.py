@@ -24,6 +24,7 @@ papers are written in each spec's ``note``.
 
 import copy
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -65,6 +66,9 @@ SETTINGS = {
 
 #: Iterations of the iterative l_inf attacks (seed 003: BIM and PGD 100 iterations).
 ITERATIVE_STEPS = 100
+
+#: Gradient samples per EOT step (seed 004: "no significant gain when using n > 10").
+EOT_SAMPLES = 10
 
 #: Image caps of the quick budget, by spec name; specs not listed keep n.
 QUICK_IMAGES = {
@@ -239,13 +243,17 @@ def _seed_specs(family):
     return specs
 
 
-def _adaptive_specs(family, randomized, backend):
+def _adaptive_specs(family, randomized, backend, eps=None, eot_samples=None):
     s = SETTINGS[family]
-    eps = s["adaptive_eps"]
+    if eps is None or float(eps) == s["adaptive_eps"]:
+        eps, eps_source = s["adaptive_eps"], s["adaptive_eps_source"]
+    else:
+        eps, eps_source = float(eps), f"{float(eps):.6g} set by the caller (adaptive_eps)"
+    eot_samples = EOT_SAMPLES if eot_samples is None else int(eot_samples)
     steps = ITERATIVE_STEPS
     pgd = {"norm": "linf", "eps": eps, "steps": steps, "step_size": madry_step(eps, steps), "restarts": 1,
            "random_start": True}
-    src = f"eps: {s['adaptive_eps_source']}"
+    src = f"eps: {eps_source}"
     specs = [
         AttackSpec("PGD-CE", "pgd", "adaptive", {**pgd, "loss": "ce"}, eps=eps,
                    source=src + "; reference for the CE/margin comparison"),
@@ -263,8 +271,9 @@ def _adaptive_specs(family, randomized, backend):
     for loss in ("ce", "margin"):
         specs.append(AttackSpec(
             f"EOT-PGD-{loss.upper() if loss == 'ce' else loss}", "pgd", "adaptive", {**pgd, "loss": loss}, eps=eps,
-            wrapper="eot", wrapper_params={"n": 10},
-            source=src + "; seed 004: expectation over transformation, n = 10 gradient samples",
+            wrapper="eot", wrapper_params={"n": eot_samples},
+            source=src + f"; seed 004: expectation over transformation, n = {eot_samples} gradient samples"
+                         + ("" if eot_samples == EOT_SAMPLES else f" (the paper: n = {EOT_SAMPLES})"),
             skip_reason=None if randomized else why_det))
     for loss in ("ce", "margin"):
         specs.append(AttackSpec(
@@ -296,7 +305,8 @@ def _autoattack_skip_reason(backend):
     return None
 
 
-def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend=None, quick=False):
+def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend=None, quick=False,
+                adaptive_eps=None, eot_samples=None):
     """The attack specs of a suite.
 
     Args:
@@ -311,12 +321,16 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
             nothing else changes. A dict ``{attack name: images}`` sets (or
             overrides) caps on top of `QUICK_IMAGES`, e.g. ``{"C&W": 3}`` on a
             slow CPU: fewer images widen the intervals, never weaken the attack.
+        adaptive_eps: ℓ∞ ε of the adaptive suite instead of the family's
+            (e.g. seed 004's 64/255 on MNIST); ``None`` keeps `SETTINGS`.
+        eot_samples: Gradient samples of the EOT attacks (default `EOT_SAMPLES` = 10).
 
     Returns:
         List of `AttackSpec`, in run order.
     """
     if suite not in SUITES:
         raise ValueError(f"Unknown suite {suite!r}; expected one of {SUITES}.")
+    check_adaptive_overrides(adaptive_eps, eot_samples)
     if backend is None:
         import keras
 
@@ -327,7 +341,8 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
         specs += _seed_specs(family)
     if suite in ("adaptive", "full"):
         seen = {spec.identity() for spec in specs}
-        specs += [spec for spec in _adaptive_specs(family, randomized, backend) if spec.identity() not in seen]
+        specs += [spec for spec in _adaptive_specs(family, randomized, backend, adaptive_eps, eot_samples)
+                  if spec.identity() not in seen]
     if quick:
         caps = dict(QUICK_IMAGES)
         if isinstance(quick, dict):
@@ -345,6 +360,18 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
                 spec.max_images = cap
                 spec.quick_capped = True
     return specs
+
+
+def check_adaptive_overrides(adaptive_eps=None, eot_samples=None):
+    """Validate the ``adaptive_eps`` / ``eot_samples`` arguments of `build_suite` and `evaluate`."""
+    if adaptive_eps is not None:
+        if isinstance(adaptive_eps, bool) or not isinstance(adaptive_eps, numbers.Real) \
+                or not 0 < float(adaptive_eps) <= 1:
+            raise ValueError(f"adaptive_eps must be an l_inf bound in (0, 1] (images are in [0, 1]), "
+                             f"got {adaptive_eps!r}.")
+    if eot_samples is not None and (isinstance(eot_samples, bool) or not isinstance(eot_samples, numbers.Integral)
+                                    or eot_samples < 1):
+        raise ValueError(f"eot_samples must be an integer >= 1, got {eot_samples!r}.")
 
 
 def select(specs, only):

@@ -1,0 +1,823 @@
+"""Seed 004's Defense Efficiency Score (DES) comparison of defense families.
+
+    des = des_compare({"HRS": [("hrs10x10-cifar10", "10x10"), ("hrs20x20-cifar10", "20x20")],
+                       "dropout": [("cwcnn-dropout0.1-cifar10", 0.1), ("cwcnn-dropout0.3-cifar10", 0.3)],
+                       "adv-train": [("cwcnn-advtrain-cifar10", 8 / 255)]},
+                      base="cwcnn-cifar10", n=500, out_dir="runs/des-cifar10")
+
+Every member (and the base) is evaluated with `hardened.evaluate` (suite
+``adaptive``, only the attacks the comparison needs), so a member's numbers are
+exactly the ones its card shows for the same n, seed and batch size; each
+evaluation is saved in ``out_dir/<member>/results.json`` and reused by a rerun.
+
+Definitions (seed 004, section 4 and footnote 2; all values fractions):
+
+* **defense rate** of a model under attack A = 1 − A's untargeted success rate,
+  the success rate being `hardened.evaluation.metrics`' (share of the images
+  the model classifies correctly that are misclassified after the attack; for a
+  randomized model both predictions are single random draws, as in the card).
+* **Δd** (defense gain) = defense rate of the member − defense rate of the
+  *base* under the same attack in the white-box setting. The base is the
+  unprotected, deterministic model all defenses start from; EOT and fixed
+  randomness are the white-box attack on a deterministic model, so its
+  white-box rate is the reference of every setting.
+* **Δt** (accuracy drop) = clean accuracy of the base − clean accuracy of the
+  member, on the same n test images.
+* **DES** = Δd / (Δt + η), η = 0.002 (`metrics.defense_efficiency_score`).
+
+Attacks and settings map onto the adaptive suite's specs (`SPEC_NAMES`):
+PGD = PGD with cross-entropy, CW-PGD = PGD with the C&W margin loss on the
+logits; ``eot`` averages ``eot_samples`` gradients per step (`attacks.eot`);
+``fixed`` crafts on the model with its randomness switched off (noise removed,
+one fixed HRS path: `attacks.fixed_randomness`) and scores the examples on the
+randomized model. Deterministic members get no EOT / fixed rows of their own
+("n/a, deterministic"): those would repeat the white-box numbers.
+
+Outputs in ``out_dir``: ``des.json`` (every input and per-member row),
+``des.md`` (`render_des_table`, a pure function of des.json; `check_des`
+regenerates it and the rows from the saved results) and ``des.png``
+(`plot_des`: accuracy drop vs defense rate, seed 004's Figure 2).
+"""
+
+import difflib
+import hashlib
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hardened.evaluation import metrics, suites
+
+DES_JSON = "des.json"
+DES_MD = "des.md"
+DES_PNG = "des.png"
+SCHEMA_VERSION = 1
+
+#: Seed 004's attacks -> loss of the adaptive suite's PGD.
+ATTACKS = ("PGD", "CW-PGD")
+#: Seed 004's settings, in table order.
+SETTINGS = ("white-box", "eot", "fixed")
+#: (attack, setting) -> name of the adaptive-suite spec that runs it.
+SPEC_NAMES = {
+    ("PGD", "white-box"): "PGD-CE", ("PGD", "eot"): "EOT-PGD-CE", ("PGD", "fixed"): "FixedRand-PGD-CE",
+    ("CW-PGD", "white-box"): "PGD-margin", ("CW-PGD", "eot"): "EOT-PGD-margin",
+    ("CW-PGD", "fixed"): "FixedRand-PGD-margin",
+}
+SETTING_TITLES = {"white-box": "white-box", "eot": "EOT", "fixed": "fixed randomness"}
+NOT_APPLICABLE = "n/a, deterministic"
+#: Key written into each member's results.json: what a rerun must match to reuse it.
+RUN_KEY = "des_run_key"
+
+_ATTACK_ALIASES = {"pgd": "PGD", "pgd-ce": "PGD", "cw-pgd": "CW-PGD", "cwpgd": "CW-PGD", "pgd-margin": "CW-PGD"}
+_SETTING_ALIASES = {"white-box": "white-box", "whitebox": "white-box", "white": "white-box", "eot": "eot",
+                    "fixed": "fixed", "fixed-randomness": "fixed", "fixed_randomness": "fixed"}
+
+
+# ----------------------------------------------------------------- the comparison
+def des_compare(members, *, base, data=None, dataset=None, n=500, eps=None, attacks=ATTACKS, settings=SETTINGS,
+                eot_samples=suites.EOT_SAMPLES, eta=metrics.DES_ETA, out_dir=None, resume=True, progress=True,
+                seed=0, batch_size=128, data_dir=None, masking_subset=None, command=None):
+    """Evaluate every member of every defense family and compute seed 004's DES.
+
+    Args:
+        members: ``{family: [(member, strength), ...]}``; a member is a registry
+            name or alias, a checkpoint folder, or a `keras.Model` (its
+            ``name`` labels it); ``strength`` is the defense's strength factor
+            (a number or a label such as ``"10x10"``), only recorded and
+            plotted. A bare member (no strength) or ``{"name": ..,
+            "strength": ..}`` is accepted too.
+        base: The unprotected, deterministic model every member is compared
+            with (same kinds as a member).
+        data: ``(x, y)`` test images in [0, 1] and labels; default: the test
+            split of ``dataset``.
+        dataset: Dataset name (attack settings and, without ``data``, the
+            images); default: from the base's metadata.
+        n: Number of test images (the first n); the same for every model.
+        eps: ℓ∞ bound of the attacks; default: the adaptive suite's ε of the
+            dataset (MNIST 0.3, CIFAR-10 8/255), i.e. what the cards show.
+        attacks: Subset of ``("PGD", "CW-PGD")``.
+        settings: Subset of ``("white-box", "eot", "fixed")``.
+        eot_samples: Gradient samples per EOT step (seed 004: 10).
+        eta: η of DES (seed 004: 0.002); must be > 0.
+        out_dir: Folder of ``des.json``, ``des.md``, ``des.png`` and one
+            ``<member>/`` folder of `evaluate` output per model. Without it
+            nothing is written and nothing can be resumed.
+        resume: Reuse a member's saved ``results.json`` when it was made from
+            the same model (config and weights), images, seed, batch size,
+            backend and attack parameters; an interrupted member resumes from
+            its ``results.partial.json`` (see `evaluate`).
+        progress: Progress bars.
+        seed: Seed of every evaluation.
+        batch_size: Images per forward pass / attack batch.
+        data_dir: Where `hardened.data.load_dataset` looks first.
+        masking_subset: Images of `evaluate`'s masking checks (default min(n, 100)).
+        command: How the comparison was started, for des.json (default:
+            the running process's command line).
+
+    Returns:
+        The des.json dict: ``inputs``, ``base``, ``members``, ``rows`` (one
+        per member x attack x setting) and ``mean_des`` (per family x attack x
+        setting, seed 004's Table 2).
+
+    Raises:
+        ValueError: no base, an unknown member name, an empty family, η <= 0,
+            an unknown attack or setting, a randomized base, members of
+            another dataset than the base, or no data to evaluate on.
+    """
+    import keras
+
+    evaluate_module = _evaluate_module()
+
+    if base is None:
+        raise ValueError("des_compare needs base=: the unprotected (undefended) model the accuracy drop and "
+                         "the defense gain are measured against, e.g. base='cwcnn-cifar10'.")
+    _check_eta(eta)
+    attacks, settings = normalize_attacks(attacks), normalize_settings(settings)
+    suites.check_adaptive_overrides(eps, eot_samples)
+    families = normalize_members(members)
+    _check_source(base, "base")
+    for family, ms in families.items():
+        for m in ms:
+            _check_source(m["source"], f"member of {family!r}")
+
+    # One folder per distinct model: the same model in two families is evaluated once.
+    labels = {}
+    dirs = {}
+    for source in [base] + [m["source"] for ms in families.values() for m in ms]:
+        key = _source_id(source)
+        if key not in labels:
+            labels[key] = _label(source)
+            dirs[key] = _unique_dir(labels[key], set(dirs.values()))
+
+    base_model = _load(base)
+    _check_deterministic(base_model, labels[_source_id(base)])
+    dataset_name = dataset if dataset is not None else evaluate_module._metadata_dataset(
+        getattr(base_model, "hardened_metadata", None) or {})
+    x, y, data_source = _resolve_data(data, dataset_name, n, data_dir)
+    family_key, _ = suites.family_for(evaluate_module._known_family(dataset_name), tuple(base_model.input_shape[1:]))
+    eps_value = float(eps) if eps is not None else suites.settings(family_key)["adaptive_eps"]
+
+    common = dict(data=(x, y), n=int(n), seed=seed, batch_size=batch_size, dataset=dataset_name, progress=progress,
+                  masking_subset=masking_subset, resume=resume, adaptive_eps=eps, eot_samples=eot_samples)
+    out = Path(out_dir) if out_dir is not None else None
+
+    base_key = _source_id(base)
+    # The base runs the members' selection too (its EOT / fixed specs are skipped, costing nothing),
+    # so a base also listed as a member is evaluated once, into one folder.
+    # White-box always runs: it is the base's reference in every setting.
+    member_only = [SPEC_NAMES[(a, s)] for a in attacks for s in SETTINGS if s == "white-box" or s in settings]
+    base_results = _evaluate_cached(base_model, labels[base_key], out / dirs[base_key] if out else None,
+                                    member_only, **common)
+    if base_results["randomized"]:  # e.g. random without a randomized layer: two forward passes differed
+        _check_deterministic(base_model, labels[base_key], randomized=True)
+    base_record = member_record(base_results, family=None, name=labels[base_key], strength=None,
+                                source=_source_text(base), folder=dirs[base_key])
+    del base_model
+
+    evaluated = {base_key: base_results}
+    records = []
+    from tqdm.auto import tqdm
+
+    todo = [(family, m) for family, ms in families.items() for m in ms]
+    for family, m in tqdm(todo, desc="DES members", disable=not progress):
+        key = _source_id(m["source"])
+        if key not in evaluated:
+            model = _load(m["source"])
+            _check_same_dataset(model, dataset_name, labels[key])
+            evaluated[key] = _evaluate_cached(model, labels[key], out / dirs[key] if out else None, member_only,
+                                              **common)
+            del model
+        records.append(member_record(evaluated[key], family=family, name=labels[key], strength=m["strength"],
+                                     source=_source_text(m["source"]), folder=dirs[key]))
+
+    commit, dirty = _git_commit()
+    inputs = {
+        "command": command if command is not None else _command_line(),
+        "commit": commit, "commit_dirty": dirty,
+        "dataset": dataset_name, "data_source": data_source, "settings_family": family_key,
+        "n": int(len(x)), "n_requested": int(n), "eps": eps_value, "norm": "linf", "seed": int(seed),
+        "batch_size": int(batch_size), "attacks": list(attacks), "settings": list(settings),
+        "eot_samples": int(eot_samples), "eta": float(eta), "steps": suites.ITERATIVE_STEPS,
+        "spec_names": {f"{a}/{s}": SPEC_NAMES[(a, s)] for a in attacks for s in settings},
+        "backend": keras.backend.backend(), "versions": evaluate_module.package_versions(),
+        "base": _source_text(base),
+        "members": {family: [{"source": _source_text(m["source"]), "strength": m["strength"]} for m in ms]
+                    for family, ms in families.items()},
+    }
+    des = build_des(inputs, base_record, records)
+    if out is not None:
+        write_des(des, out)
+    return des
+
+
+def build_des(inputs, base_record, member_records):
+    """The des.json dict from the inputs and the base / member records (pure).
+
+    Args:
+        inputs: The ``inputs`` block (needs ``attacks``, ``settings`` and ``eta``).
+        base_record: `member_record` of the base.
+        member_records: `member_record` of every member, in table order.
+
+    Returns:
+        ``{"schema_version", "inputs", "base", "members", "rows", "mean_des"}``.
+    """
+    attacks, settings, eta = inputs["attacks"], inputs["settings"], inputs["eta"]
+    rows = des_rows(base_record, member_records, attacks, settings, eta)
+    return _json_clean({"schema_version": SCHEMA_VERSION, "kind": "des", "inputs": inputs, "base": base_record,
+                        "members": list(member_records), "rows": rows,
+                        "mean_des": mean_des(rows, [r["family"] for r in member_records], attacks, settings)})
+
+
+def member_record(results, *, family, name, strength, source, folder):
+    """What the DES table needs from one model's `evaluate` results (pure).
+
+    Returns:
+        ``{"family", "name", "strength", "source", "dir", "randomized",
+        "clean_accuracy", "n", "gradient_masking", "masking_flags", "attacks"}``
+        with ``attacks`` = ``{spec name: {status, success_rate, n_attacked,
+        n_success, reason}}``.
+    """
+    entries = {}
+    for e in results.get("attacks", []):
+        entries[e["name"]] = {"status": e.get("status"), "success_rate": e.get("success_rate"),
+                              "n_attacked": e.get("n_attacked"), "n_success": e.get("n_success"),
+                              "reason": e.get("reason") or e.get("error")}
+    flags = [f["name"] for f in results.get("flags", []) if f.get("triggered") and f.get("kind") == "masking"]
+    return {"family": family, "name": name, "strength": strength, "source": source, "dir": folder,
+            "results": f"{folder}/results.json", "randomized": bool(results.get("randomized")),
+            "clean_accuracy": results.get("clean_accuracy"), "n": results.get("n"),
+            "gradient_masking": bool(results.get("gradient_masking")), "masking_flags": flags, "attacks": entries}
+
+
+def des_rows(base_record, member_records, attacks, settings, eta=metrics.DES_ETA):
+    """One row per member x attack x setting with Δt, Δd and DES (pure).
+
+    A row's ``status`` is ``"ok"``, ``"n/a"`` (a deterministic member in the EOT
+    or fixed setting), ``"missing"`` (the attack was not run) or ``"error"``.
+    """
+    _check_eta(eta)
+    base_rates = {}
+    for attack in attacks:
+        entry = base_record["attacks"].get(SPEC_NAMES[(attack, "white-box")])
+        if not entry or entry["status"] != "ok" or entry["success_rate"] is None:
+            raise ValueError(f"The base {base_record['name']!r} has no white-box {attack} result "
+                             f"({SPEC_NAMES[(attack, 'white-box')]}: {entry and (entry['status'], entry['reason'])}); "
+                             "rerun the comparison.")
+        base_rates[attack] = entry["success_rate"]
+    base_acc = base_record["clean_accuracy"]
+    rows = []
+    for rec in member_records:
+        drop = None if rec["clean_accuracy"] is None or base_acc is None else base_acc - rec["clean_accuracy"]
+        for attack in attacks:
+            for setting in settings:
+                spec = SPEC_NAMES[(attack, setting)]
+                row = {"family": rec["family"], "member": rec["name"], "strength": rec["strength"],
+                       "attack": attack, "setting": setting, "spec": spec, "randomized": rec["randomized"],
+                       "status": "ok", "note": None, "clean_accuracy": rec["clean_accuracy"],
+                       "accuracy_drop": drop, "success_rate": None, "defense_rate": None, "n_attacked": None,
+                       "n_success": None, "base_success_rate": base_rates[attack],
+                       "base_defense_rate": 1.0 - base_rates[attack], "defense_gain": None, "des": None}
+                entry = rec["attacks"].get(spec)
+                if setting != "white-box" and not rec["randomized"]:
+                    # The wrapper would only repeat the white-box attack on a deterministic model.
+                    row.update(status="n/a", note=NOT_APPLICABLE)
+                elif entry is None:
+                    row.update(status="missing", note=f"{spec} not in the member's results")
+                elif entry["status"] != "ok" or entry["success_rate"] is None:
+                    row.update(status="error" if entry["status"] == "error" else entry["status"] or "error",
+                               note=entry.get("reason") or "no success rate (no correctly classified image?)")
+                else:
+                    rate = entry["success_rate"]
+                    gain = (1.0 - rate) - (1.0 - base_rates[attack])
+                    row.update(success_rate=rate, defense_rate=1.0 - rate, n_attacked=entry["n_attacked"],
+                               n_success=entry["n_success"], defense_gain=gain,
+                               des=metrics.defense_efficiency_score(base_acc, rec["clean_accuracy"],
+                                                                    base_rates[attack], rate, eta=eta))
+                rows.append(row)
+    return rows
+
+
+def mean_des(rows, families, attacks, settings):
+    """Mean DES per family x attack x setting over the members with a number (seed 004's Table 2; pure)."""
+    order = list(dict.fromkeys(families))
+    out = []
+    for family in order:
+        for attack in attacks:
+            for setting in settings:
+                cell = [r for r in rows if r["family"] == family and r["attack"] == attack
+                        and r["setting"] == setting]
+                values = [r["des"] for r in cell if r["status"] == "ok" and r["des"] is not None
+                          and math.isfinite(r["des"])]
+                if values:
+                    note = None
+                elif cell and all(r["status"] == "n/a" for r in cell):
+                    note = NOT_APPLICABLE
+                else:
+                    note = "no result"
+                out.append({"family": family, "attack": attack, "setting": setting,
+                            "mean_des": float(np.mean(values)) if values else None,
+                            "std_des": float(np.std(values)) if values else None,
+                            "n_values": len(values), "n_members": len(cell), "note": note})
+    return out
+
+
+# ----------------------------------------------------------------- files
+def write_des(des, out_dir):
+    """Write ``des.json``, ``des.md`` and ``des.png`` into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / DES_JSON, "md": out / DES_MD, "png": out / DES_PNG}
+    paths["json"].write_text(json.dumps(des, indent=2, allow_nan=False) + "\n")
+    paths["md"].write_text(render_des_table(des), encoding="utf-8")
+    plot_des(des, paths["png"])
+    return paths
+
+
+def check_des(folder):
+    """Regenerate a DES folder's rows from its saved results and its table from des.json.
+
+    The member records are rebuilt from ``<folder>/<member>/results.json``
+    (the base's too), the rows and means recomputed with `build_des`, and
+    ``des.md`` re-rendered with `render_des_table`; any difference is reported.
+
+    Args:
+        folder: A folder written by `des_compare` (``des.json``, ``des.md`` and
+            the member folders).
+
+    Returns:
+        Difference lines; empty when everything regenerates exactly.
+    """
+    folder = Path(folder)
+    saved = json.loads((folder / DES_JSON).read_text())
+    diff = []
+
+    def rebuild(rec):
+        path = folder / rec["results"]
+        if not path.is_file():
+            diff.append(f"{path}: missing (the results {rec['name']!r} was computed from)")
+            return rec
+        results = json.loads(path.read_text())
+        return member_record(results, family=rec["family"], name=rec["name"], strength=rec["strength"],
+                             source=rec["source"], folder=rec["dir"])
+
+    base = rebuild(saved["base"])
+    members = [rebuild(rec) for rec in saved["members"]]
+    if not diff:
+        again = build_des(saved["inputs"], base, members)
+        for key in ("base", "members", "rows", "mean_des"):
+            if again[key] != saved[key]:
+                old = json.dumps(saved[key], indent=1, sort_keys=True).splitlines()
+                new = json.dumps(again[key], indent=1, sort_keys=True).splitlines()
+                diff += list(difflib.unified_diff(old, new, f"{DES_JSON}:{key} (saved)",
+                                                  f"{key} (from the results)", lineterm=""))
+    md = folder / DES_MD
+    actual = md.read_text(encoding="utf-8") if md.is_file() else ""
+    expected = render_des_table(saved)
+    if actual != expected:
+        diff += list(difflib.unified_diff(actual.splitlines(), expected.splitlines(),
+                                          f"{md} (on disk)", f"{md} (regenerated)", lineterm=""))
+    return diff
+
+
+def des_folders(root=None):
+    """``<root>/des-*/`` folders holding a des.json (root: the bundled model_cards folder)."""
+    if root is None:
+        from hardened.zoo.cards import default_root
+
+        root = default_root()
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("des-*") if p.is_dir() and (p / DES_JSON).is_file())
+
+
+# ----------------------------------------------------------------- rendering (pure)
+def _pct(v):
+    return "–" if v is None else f"{100 * v:.2f} %"
+
+
+def _pp(v):
+    return "–" if v is None else f"{100 * v:+.2f}"
+
+
+def _des(v):
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _cell(text):
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+def _eps(v):
+    """``8/255`` for the usual CIFAR-10 bounds, else the number."""
+    k = v * 255
+    return f"{round(k)}/255" if 0 < v < 1 and abs(k - round(k)) < 1e-6 else f"{v:.6g}"
+
+
+def _strength(v):
+    return "–" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+
+
+def render_des_table(des_json):
+    """The markdown report of a des.json dict (seed 004's Table 2 plus per-member rows).
+
+    Pure: the text depends on ``des_json`` only, so a test can regenerate it.
+    """
+    inp, base = des_json["inputs"], des_json["base"]
+    attacks, settings = inp["attacks"], inp["settings"]
+    base_rows = {}
+    for attack in attacks:
+        e = base["attacks"].get(SPEC_NAMES[(attack, "white-box")], {})
+        base_rows[attack] = e.get("success_rate")
+    lines = [
+        f"# Defense efficiency (DES): {inp.get('dataset') or inp.get('settings_family')}, "
+        f"ℓ∞ ε = {_eps(inp['eps'])}",
+        "",
+        "<!-- Generated by hardened.evaluation.des.render_des_table from des.json. Do not edit: rerun "
+        "`hardened des` or regenerate with render_des_table. -->",
+        "",
+        f"- base (unprotected): `{base['name']}`: clean accuracy {_pct(base['clean_accuracy'])} on "
+        f"n = {inp['n']} test images ({inp.get('data_source')}); white-box success rate "
+        + ", ".join(f"{a} {_pct(base_rows[a])}" for a in attacks) + ".",
+        f"- DES = Δd / (Δt + η) with η = {inp['eta']:g} (seed 004): Δd = defense rate of the member − "
+        "defense rate of the base under the same attack (white-box: the base is deterministic), defense rate = "
+        "1 − attack success rate over the images the model classifies correctly; Δt = base clean accuracy − "
+        "member clean accuracy. All as fractions.",
+        "- attacks: " + "; ".join(f"{a} / {SETTING_TITLES[s]} = `{inp['spec_names'][f'{a}/{s}']}`"
+                                   for a in attacks for s in settings)
+        + f" of the adaptive suite ({inp.get('steps')} steps, step 2.5·ε/steps, random start"
+        + (f", EOT n = {inp['eot_samples']}" if "eot" in settings else "") + ").",
+        f"- fixed randomness: crafted with every randomized layer switched off (noise removed, one fixed HRS path) "
+        "and scored on the randomized model. Deterministic members have no EOT / fixed rows of their own "
+        f"(\"{NOT_APPLICABLE}\").",
+        f"- seed {inp['seed']}, batch size {inp['batch_size']}, backend {inp.get('backend')}, keras "
+        f"{(inp.get('versions') or {}).get('keras')}; commit {inp.get('commit')}"
+        + (" (with local changes)" if inp.get("commit_dirty") else ""),
+        f"- command: `{inp.get('command')}`",
+        "",
+        "## Mean DES per defense (seed 004, Table 2)",
+        "",
+    ]
+    cols = [(a, s) for a in attacks for s in settings]
+    header = ["defense"] + [f"{a} {SETTING_TITLES[s]}" for a, s in cols]
+    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(cols)]
+    cells = {(m["family"], m["attack"], m["setting"]): m for m in des_json["mean_des"]}
+    for family in dict.fromkeys(m["family"] for m in des_json["mean_des"]):
+        out = []
+        for a, s in cols:
+            m = cells.get((family, a, s))
+            if m is None:
+                out.append("–")
+            elif m["mean_des"] is None:
+                out.append(m["note"] or "–")
+            else:
+                part = "" if m["n_values"] == m["n_members"] else f" ({m['n_values']} of {m['n_members']})"
+                out.append(f"{_des(m['mean_des'])}{part}")
+        lines.append("| " + " | ".join([_cell(family)] + out) + " |")
+    lines += ["", "Mean over the family's members (strengths); larger is better. "
+                  "Per-member numbers below.", "", "## Members", "",
+              "| defense | member | strength | randomized | clean acc. | acc. drop Δt (pp) | gradient masking |",
+              "|---|---|---|---|---:|---:|---|"]
+    for rec in des_json["members"]:
+        drop = None if rec["clean_accuracy"] is None else base["clean_accuracy"] - rec["clean_accuracy"]
+        masking = ("**yes** (" + ", ".join(rec["masking_flags"]) + ")") if rec["gradient_masking"] else "no"
+        lines.append(f"| {_cell(rec['family'])} | `{rec['name']}` | {_strength(rec['strength'])} | "
+                     f"{'yes' if rec['randomized'] else 'no'} | {_pct(rec['clean_accuracy'])} | {_pp(drop)} | "
+                     f"{masking} |")
+    lines += ["", "## Rows", "",
+              "| defense | member | strength | attack | setting | attacked | success rate | defense rate | "
+              "Δd (pp) | Δt (pp) | DES |",
+              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in des_json["rows"]:
+        if r["status"] == "ok":
+            cells_ = [str(r["n_attacked"]), _pct(r["success_rate"]), _pct(r["defense_rate"]),
+                      _pp(r["defense_gain"]), _pp(r["accuracy_drop"]), _des(r["des"])]
+        else:
+            text = r["note"] if r["status"] == "n/a" else f"{r['status']}: {r['note']}"
+            cells_ = [_cell(text), "", "", "", _pp(r["accuracy_drop"]), "–"]
+        lines.append(f"| {_cell(r['family'])} | `{r['member']}` | {_strength(r['strength'])} | {r['attack']} | "
+                     f"{SETTING_TITLES[r['setting']]} | " + " | ".join(cells_) + " |")
+    lines += ["", f"Per-model evaluations (hardened.evaluate output): "
+                  + ", ".join(f"`{rec}`" for rec in dict.fromkeys(
+                      [base["results"]] + [m["results"] for m in des_json["members"]])) + ".", ""]
+    return "\n".join(lines)
+
+
+def plot_des(des_json, path):
+    """Scatter accuracy drop vs defense rate (seed 004, Figure 2) to a PNG.
+
+    One panel per attack; one colour per defense family, one marker per
+    setting; the base is the black star at zero drop.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    inp = des_json["inputs"]
+    attacks, settings = inp["attacks"], inp["settings"]
+    families = list(dict.fromkeys(r["family"] for r in des_json["members"]))
+    colours = {f: f"C{i % 10}" for i, f in enumerate(families)}
+    markers = {"white-box": "o", "eot": "^", "fixed": "s"}
+    # Figure + Agg canvas directly: no pyplot, so the caller's backend is untouched.
+    fig = Figure(figsize=(5.2 * len(attacks) + 1.8, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, attack in enumerate(attacks):
+        ax = fig.add_subplot(1, len(attacks), i + 1)
+        for r in des_json["rows"]:
+            if r["attack"] != attack or r["status"] != "ok":
+                continue
+            xy = (100 * r["accuracy_drop"], 100 * r["defense_rate"])
+            ax.scatter(*xy, color=colours[r["family"]], marker=markers[r["setting"]], s=40, alpha=0.85, zorder=3)
+            if r["setting"] == "white-box" and r["strength"] is not None:
+                ax.annotate(_strength(r["strength"]), xy, textcoords="offset points", xytext=(4, 3), fontsize=6)
+        base_rate = next(r["base_defense_rate"] for r in des_json["rows"] if r["attack"] == attack) \
+            if des_json["rows"] else None
+        if base_rate is not None:
+            ax.scatter(0.0, 100 * base_rate, color="black", marker="*", s=90, zorder=2)  # members on top
+        ax.set_xlabel("test accuracy drop Δt (percentage points)")
+        ax.set_ylabel(f"defense rate under {attack} (%)")
+        ax.set_ylim(-2, 102)
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"{attack}, ℓ∞ ε = {_eps(inp['eps'])}, n = {inp['n']}", fontsize=9)
+    handles = [Line2D([], [], color=colours[f], marker="o", linestyle="", label=f) for f in families]
+    handles += [Line2D([], [], color="grey", marker=markers[s], linestyle="", label=SETTING_TITLES[s])
+                for s in settings]
+    handles.append(Line2D([], [], color="black", marker="*", linestyle="", markersize=10,
+                          label=f"base ({des_json['base']['name']})"))
+    right = 1 - 1.7 / (5.2 * len(attacks) + 1.8)  # the last 1.7 inches hold the legend
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(right, 0.5), fontsize=7, frameon=False)
+    fig.suptitle(f"DES comparison — {inp.get('dataset') or inp.get('settings_family')}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, right, 0.95))
+    fig.savefig(str(path))
+
+
+# ----------------------------------------------------------------- arguments
+def normalize_attacks(attacks):
+    """Canonical attack names (``PGD``, ``CW-PGD``), in `ATTACKS` order; ValueError on unknown ones."""
+    return _normalize(attacks, _ATTACK_ALIASES, ATTACKS, "attack")
+
+
+def normalize_settings(settings):
+    """Canonical setting names (``white-box``, ``eot``, ``fixed``), in `SETTINGS` order."""
+    return _normalize(settings, _SETTING_ALIASES, SETTINGS, "setting")
+
+
+def _normalize(values, aliases, order, what):
+    values = [values] if isinstance(values, str) else list(values or ())
+    if not values:
+        raise ValueError(f"At least one {what} is needed; choose from {list(order)}.")
+    picked = set()
+    for v in values:
+        key = str(v).strip().lower().replace(" ", "-")
+        if key not in aliases:
+            raise ValueError(f"Unknown {what} {v!r}; expected one of {list(order)}.")
+        picked.add(aliases[key])
+    return tuple(v for v in order if v in picked)
+
+
+def normalize_members(members):
+    """``{family: [{"source", "strength"}, ...]}`` from the accepted forms of ``members``."""
+    if not isinstance(members, dict) or not members:
+        raise ValueError("members must be a non-empty dict {family: [(member, strength), ...]}, e.g. "
+                         "{'HRS': [('hrs10x10-mnist', '10x10')]}; got "
+                         f"{type(members).__name__ if not isinstance(members, dict) else 'an empty dict'}.")
+    out = {}
+    for family, entries in members.items():
+        if not isinstance(family, str) or not family.strip():
+            raise ValueError(f"Family labels must be non-empty strings, got {family!r}.")
+        if isinstance(entries, (str, os.PathLike)) or not hasattr(entries, "__iter__"):
+            entries = [entries]
+        items = []
+        for entry in entries:
+            if isinstance(entry, dict):
+                unknown = set(entry) - {"name", "source", "strength"}
+                if unknown or not ({"name", "source"} & set(entry)):
+                    raise ValueError(f"Member {entry!r} of {family!r}: expected keys 'name' (or 'source') and "
+                                     "optionally 'strength'.")
+                source, strength = entry.get("source", entry.get("name")), entry.get("strength")
+            elif isinstance(entry, (tuple, list)):
+                if len(entry) != 2:
+                    raise ValueError(f"Member {entry!r} of {family!r}: expected a pair (member, strength).")
+                source, strength = entry
+            else:
+                source, strength = entry, None
+            if strength is not None and not isinstance(strength, (str, int, float)):
+                raise ValueError(f"Strength of {source!r} in {family!r} must be a number or a label, "
+                                 f"got {type(strength).__name__}.")
+            items.append({"source": source, "strength": strength})
+        if not items:
+            raise ValueError(f"Family {family!r} has no members.")
+        out[family] = items
+    return out
+
+
+def _check_eta(eta):
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not math.isfinite(eta) \
+            or eta <= 0:
+        raise ValueError(f"eta must be a positive number (seed 004: 0.002, in accuracy fractions), got {eta!r}: "
+                         "with eta <= 0 a member without accuracy drop divides by zero.")
+
+
+def _check_source(source, role):
+    """A model must be a keras.Model, an existing checkpoint folder or a registry name (checked up front)."""
+    import keras
+
+    if isinstance(source, keras.Model):
+        return
+    if not isinstance(source, (str, os.PathLike)):
+        raise ValueError(f"The DES {role} must be a registry name, a checkpoint folder or a keras.Model, got "
+                         f"{type(source).__name__}.")
+    path = Path(os.fspath(source)).expanduser()
+    if path.is_dir():
+        return
+    from hardened.zoo import registry
+
+    try:
+        registry.resolve_name(str(source))
+    except ValueError as err:
+        where = f" (no folder {path} either)" if any(c in str(source) for c in "/\\~.") else ""
+        raise ValueError(f"DES {role} {str(source)!r}: {err}{where}") from None
+
+
+def _source_id(source):
+    import keras
+
+    if isinstance(source, keras.Model):
+        return ("model", id(source))
+    path = Path(os.fspath(source)).expanduser()
+    if path.is_dir():
+        return ("dir", str(path.resolve()))
+    from hardened.zoo import registry
+
+    return ("name", registry.resolve_name(str(source)))
+
+
+def _label(source):
+    kind, value = _source_id(source)
+    if kind == "model":
+        return source.name
+    return Path(value).name if kind == "dir" else value
+
+
+def _source_text(source):
+    import keras
+
+    if isinstance(source, keras.Model):
+        return f"keras.Model {source.name!r} (in memory)"
+    return str(source)
+
+
+def _unique_dir(label, taken):
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(label)).strip("._") or "model"
+    name, i = slug, 2
+    while name in taken:
+        name, i = f"{slug}-{i}", i + 1
+    return name
+
+
+def _load(source):
+    import keras
+
+    if isinstance(source, keras.Model):
+        return source
+    from hardened.zoo.hub import from_pretrained
+
+    return from_pretrained(source)
+
+
+def _check_deterministic(model, label, randomized=False):
+    """The base must be deterministic: checked on its layers up front, and after its evaluation."""
+    from hardened.layers import randomized_layers
+
+    layers = [layer.name for layer in randomized_layers(model)]
+    if layers or randomized:
+        what = f"randomized layers {layers}" if layers else "two forward passes differ"
+        raise ValueError(f"The base {label!r} is random at inference ({what}); DES measures gains against the "
+                         "unprotected deterministic model the defenses start from (e.g. 'cwcnn-cifar10').")
+
+
+def _check_same_dataset(model, dataset_name, label):
+    evaluate_module = _evaluate_module()
+
+    own = evaluate_module._metadata_dataset(getattr(model, "hardened_metadata", None) or {})
+    if own is not None and dataset_name is not None and _norm_ds(own) != _norm_ds(dataset_name):
+        raise ValueError(f"Member {label!r} was trained on {own!r} but the comparison is on {dataset_name!r}; "
+                         "all members and the base must share the dataset.")
+
+
+def _norm_ds(name):
+    return str(name).strip().lower().replace("-", "_").replace("cifar_10", "cifar10")
+
+
+def _resolve_data(data, dataset_name, n, data_dir):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}.")
+    if data is not None:
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError("data must be a pair (x, y) of test images in [0, 1] and integer labels.")
+        x, y = data
+        return np.asarray(x)[:n], np.asarray(y).reshape(-1)[:n], "argument"
+    if dataset_name is None:
+        raise ValueError("No data to compare on: pass data=(x, y) or dataset='mnist' / 'cifar10' (the base's "
+                         "metadata names no dataset).")
+    from hardened.data import load_dataset
+
+    x, y = load_dataset(dataset_name, data_dir=data_dir, split="test")
+    return x[:n], np.asarray(y).reshape(-1)[:n], f"hardened.data.load_dataset({dataset_name!r}, split='test')[:{n}]"
+
+
+# ----------------------------------------------------------------- evaluating with reuse
+def _model_fingerprint(model):
+    """sha256 of the model's architecture config and weights (the noise view of a base shares its weights)."""
+    from keras import ops
+
+    h = hashlib.sha256()
+    try:
+        config = json.dumps(model.get_config(), sort_keys=True, default=str)
+    except Exception:  # subclassed models may not serialise: the class still tells them apart
+        config = type(model).__qualname__
+    h.update(config.encode())
+    for w in model.weights:
+        arr = np.ascontiguousarray(ops.convert_to_numpy(w))
+        h.update(str((w.path, arr.dtype.str, arr.shape)).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _run_key(model, label, x, y, only, *, seed, batch_size, dataset, adaptive_eps, eot_samples, **_):
+    import keras
+
+    evaluate_module = _evaluate_module()
+
+    specs = suites.build_suite("adaptive", dataset=evaluate_module._known_family(dataset),
+                               input_shape=tuple(model.input_shape[1:]), randomized=True,
+                               adaptive_eps=adaptive_eps, eot_samples=eot_samples)
+    fingerprints = [evaluate_module._spec_fingerprint(s) for s in suites.select(specs, only)]
+    return evaluate_module._json_clean({
+        "model": label, "model_sha256": _model_fingerprint(model), "images_sha": evaluate_module._sha(x),
+        "labels_sha": evaluate_module._sha(y), "n": int(len(x)), "seed": int(seed), "batch_size": int(batch_size),
+        "backend": keras.backend.backend(), "dataset": dataset, "specs": fingerprints})
+
+
+def _evaluate_cached(model, label, folder, only, *, data, **kwargs):
+    """`evaluate` one model (suite adaptive, ``only``), reusing its saved results.json when the run key matches."""
+    evaluate_module = _evaluate_module()
+
+    x, y = data
+    x, y = x[: kwargs["n"]], y[: kwargs["n"]]
+    key = json.loads(json.dumps(_run_key(model, label, x, y, only, **kwargs), sort_keys=True))
+    path = folder / evaluate_module.RESULTS_JSON if folder is not None else None
+    if kwargs["resume"] and path is not None and path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError:
+            saved = {}
+        if saved.get(RUN_KEY) == key:
+            return saved
+    results = evaluate_module.evaluate(model, (x, y), suite="adaptive", only=only, out_dir=folder, **kwargs)
+    results[RUN_KEY] = key
+    if path is not None:
+        # results.md / success_vs_eps.png were written by evaluate; only the key is added.
+        path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    return results
+
+
+# ----------------------------------------------------------------- provenance
+def _git_commit():
+    """``(commit, dirty)`` of the package's source tree (``(None, None)`` outside git).
+
+    A copy of `hardened.recipes.train.git_commit`: the evaluation must not import the recipes.
+    """
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "hardened"],
+                                cwd=root, capture_output=True, text=True, check=True, timeout=10).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def _command_line():
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("hardened", "cli.py", "__main__.py")):
+        argv[0] = "hardened"
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _evaluate_module():
+    # The package attribute ``hardened.evaluation.evaluate`` is the function, not the module.
+    import importlib
+
+    return importlib.import_module("hardened.evaluation.evaluate")
+
+
+def _json_clean(obj):
+    return _evaluate_module()._json_clean(obj)
