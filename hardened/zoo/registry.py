@@ -199,6 +199,28 @@ REGISTRY = {
         "arch": "seed_cnn7", "defense": "hash-gi3", "dataset": "fashion_mnist",
         "summary": "Hash classifier + GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0, MNIST's epsilon) of cnn7-hash-fashion-mnist.",
     },
+    # ---- MNIST, Carlini & Wagner's 4-conv + 3-FC net (seeds 002 and 004) ---------------------
+    "cwcnn-mnist": {
+        "repo_id": "hardened-zoo/cwcnn-mnist", "revision": None,
+        "sha256": "0d6d6cab5bc54d8c392ca1676be3232c464929d86ef8d286881468bf7b7435ac",
+        "config_sha256": "ccc8d1e07697ecccd9b579d219f887b57d8c08544ceb3e6cdf23e8f37695ff84",
+        "aliases": [], "arch": "cw_cnn", "defense": "none", "dataset": "mnist",
+        "summary": "Undefended 4-conv + 3-FC CNN (seeds 002/004), the base of the MNIST pruning release.",
+    },
+    "cwcnn-prune-mnist": {
+        "repo_id": "hardened-zoo/cwcnn-prune-mnist", "revision": None,
+        "sha256": "3e84243a8e5a5fc938c6a7ba6b77b4efc554a1dfde134793597d3f990978ae16",
+        "config_sha256": "6c1e15c27918093454eece61af3efd800b912e94007b3a0d1012fb7af2b697a3",
+        "aliases": ["prune-mnist"], "arch": "cw_cnn", "defense": "prune", "dataset": "mnist",
+        "summary": "Seed 002: cwcnn-mnist pruned by magnitude in 20 rounds (10 % FC / 5 % conv of the remaining "
+                   "weights per round, 1 retraining epoch each).",
+    },
+    "cwcnn-prune-la-mnist": {
+        "base": "cwcnn-prune-mnist", "view": {"transform": "logits_augmentation", "eps": 4.0, "seed": 0},
+        "repo_id": "hardened-zoo/cwcnn-prune-la-mnist", "aliases": ["prune-la-mnist"],
+        "arch": "cw_cnn", "defense": "prune-la", "dataset": "mnist",
+        "summary": "Seed 002 level two: logits augmentation (w <- 4 w on the logits kernel) of cwcnn-prune-mnist.",
+    },
 }
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
