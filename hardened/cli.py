@@ -3,6 +3,7 @@
     hardened list [--dataset mnist] [--filter gi3] [--aliases]
     hardened info NAME
     hardened evaluate NAME_OR_DIR --suite seed --n 500 --out runs/eval
+    hardened evaluate cwcnn-prune-mnist --suite seed002 --transfer-from cwcnn-mnist
     hardened push NAME_OR_DIR [--repo-id org/name] [--private]
     hardened train RECIPE [--out DIR] [--base DIR] [--epochs N] [--max-train N]
     hardened train --list
@@ -112,6 +113,9 @@ def build_parser():
     ev.add_argument("--resume", action="store_true",
                     help="reuse the attacks an interrupted run of the same command saved in --out "
                          "(results.partial.json); the others are run")
+    ev.add_argument("--transfer-from", default=None, metavar="NAME_OR_DIR",
+                    help="source model of the grey-box transfer attacks (suite seed002: the unpruned model); "
+                         "without it they are recorded as skipped")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("list", help="list the zoo's models", description="List the registered zoo models.")
@@ -252,6 +256,7 @@ def _cmd_evaluate(args):
     from hardened.evaluation import evaluate
 
     model = resolve_model(args.model)
+    source = resolve_model(args.transfer_from) if args.transfer_from else None
     data = _load_npz(args.data) if args.data else None
     out = args.out or str(Path("runs") / "eval" / f"{Path(args.model).resolve().name}-{args.suite}")
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
@@ -265,7 +270,7 @@ def _cmd_evaluate(args):
             quick[name.strip()] = int(value)
     results = evaluate(model, data=data, suite=args.suite, n=args.n, seed=args.seed, batch_size=args.batch_size,
                        out_dir=out, dataset=args.dataset, progress=not args.no_progress, quick=quick,
-                       only=only, data_dir=args.data_dir, resume=args.resume)
+                       only=only, data_dir=args.data_dir, resume=args.resume, transfer_source=source)
     # Provenance for the card: the exact command and the code it ran.
     from hardened.evaluation.evaluate import write_results
     from hardened.recipes.train import git_commit

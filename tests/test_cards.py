@@ -355,3 +355,130 @@ def test_registry_lookup_by_folder_name(monkeypatch):
     assert "GI2 view of the MLP." in text and "`gi2-mlp`" in text
     assert "base_model: hardened-zoo/mlp-mnist" in _front_matter(text)
     assert "base_model" not in _front_matter(cards.render_card(FIXTURES / "mlp-gi2-mnist", registry_entry=False))
+
+
+# --------------------------------------------------------------------------- paper suites (seeds 002, 003)
+def _paper_suite_results(suite, dataset, model_name, transfer_source=None, success=0.25):
+    """A results dict of ``suite`` shaped like evaluate()'s (spec fields + made-up counts): no attack runs."""
+    from hardened.evaluation import suites
+
+    base = _results(FIXTURES / "mlp-mnist")
+    attacks = []
+    for i, spec in enumerate(suites.build_suite(suite, dataset=dataset, backend="jax")):
+        e = {k: v for k, v in spec.to_dict().items() if k not in ("skip_reason", "transfer")}
+        n_images = 4 if spec.targeted else 40
+        n_attacked = 36 if spec.targeted else 38
+        n_success = round(success * n_attacked) + i % 3
+        e.update(status="ok", n_images=n_images, n_attacked=n_attacked, n_success=n_success,
+                 success_rate=n_success / n_attacked, mean_l0=None, mean_l2=1.5, mean_linf=spec.eps, seconds=1.0)
+        if spec.transfer:
+            e.update(transfer_source=(transfer_source or {}).get("model_name"), source_success_rate=0.9)
+            if transfer_source is None:
+                e.update(status="skipped", reason=suites.TRANSFER_SKIP_REASON, success_rate=None, n_success=0,
+                         n_attacked=0, n_images=0)
+        attacks.append(e)
+    return dict(base, suite=suite, dataset=dataset, model_name=model_name, attacks=attacks, only=None,
+                transfer_source=transfer_source, checkpoint=None,
+                summary=dict(base["summary"], worst_case_by_threat={}, mean_white_box_success_rate_seed=None))
+
+
+def _header(text):
+    """The first table header line of ``text``."""
+    return next(line for line in text.splitlines() if line.startswith("| attack |"))
+
+
+def test_paper_suite_numbers_are_quoted_from_the_paper_summary():
+    # Only numbers of shared/papers.md (the project's paper summary) may appear as paper columns.
+    rows = cards.PAPER_SUITE_RESULTS["seed002"]["rows"]
+    assert rows[("mnist", ("base",))]["rates"]["FGSM-0.25"] == 45.6
+    assert rows[("mnist", ("prune",))]["rates"]["FGSM-0.25"] == 20.2
+    assert rows[("mnist", ("la", "prune"))]["rates"]["FGSM-0.25"] == 1.1
+    assert rows[("cifar10", ("prune",))]["rates"] == {"C&W": 85.0, "Grey-C&W": 18.63}
+    d3 = cards.PAPER_SUITE_RESULTS["seed003"]["rows"]
+    assert d3[("cifar10", ("defendpp",))]["rates"] == {"FGSM": 64.63, "BIM": 16.76, "C&W": 89.78, "DDN": 89.83}
+    assert d3[("cifar10", ("base",))]["clean_accuracy"] == 93.80
+    summary = SEEDS.parent / "papers.md"
+    if not summary.is_file():
+        return
+    text = summary.read_text()
+    for suite, table in cards.PAPER_SUITE_RESULTS.items():
+        for key, row in table["rows"].items():
+            for v in [*row["rates"].values(), row.get("clean_accuracy")]:
+                if isinstance(v, float):
+                    assert re.search(rf"(?<![\d.]){re.escape(f'{v:g}')}(?:0*)(?![\d])", text), (suite, key, v)
+
+
+def test_seed002_card_section_with_paper_undefended_and_grey_box_columns(tmp_path):
+    source = {"model_name": "cwcnn-mnist", "weights_sha256": "ab" * 32, "recorded_from": "hardened_metadata",
+              "weights_digest": "cd" * 32}
+    pruned = tmp_path / "cwcnn-prune-mnist"
+    base = tmp_path / "cwcnn-mnist"
+    for folder in (pruned, base):
+        folder.mkdir()
+    _write_results(pruned, _paper_suite_results("seed002", "mnist", pruned.name, source), "results_seed002.json")
+    _write_results(base, _paper_suite_results("seed002", "mnist", base.name, None, success=0.6),
+                   "results_seed002.json")
+    text = _render(pruned)
+    part = text[text.index("## Robustness: seed 002's attacks"):text.index("## Gradient-masking")]
+    assert "## Robustness: the seed papers' attacks" not in text  # no seed-000 section without its results
+    header = _header(part)
+    assert "paper: M1 pruned" in header and "paper: M0 unprotected" in header
+    assert "undefended `cwcnn-mnist` (measured)" in header
+    ours = _results(pruned, "results_seed002.json")["attacks"]
+    theirs = {e["name"]: e for e in _results(base, "results_seed002.json")["attacks"]}
+    for e in ours:
+        row = _row(part, e["name"])
+        assert f"{cards.format_rate(e['success_rate'])} ({e['n_success']}/{e['n_attacked']})" in row
+        if theirs[e["name"]]["status"] == "ok":
+            assert cards.format_rate(theirs[e["name"]]["success_rate"]) in row
+    cells = [c.strip() for c in _row(part, "FGSM-0.25").split("|")]
+    assert "20.2 %" in cells and "45.6 %" in cells
+    assert "≈ 96–99.6 % (M0–M2)" in _row(part, "C&W")
+    assert "targeted" in _row(part, "FGSM-T-0.1") and "targeted" not in _row(part, "FGSM-0.1")
+    grey = _row(part, "Grey-C&W")
+    assert "grey-box transfer" in grey and "crafted on `cwcnn-mnist` (90.0 % success there)" in grey
+    assert "Transfer source: `cwcnn-mnist`" in part and "ab" * 32 in part
+    assert "paper M1 pruned 99.4 %" in part
+    assert "--transfer-from cwcnn-mnist" in text  # the rebuilt command names the source
+    # Without a source the grey-box rows say why they did not run; the undefended card has no undefended column.
+    base_text = _render(base)
+    base_part = base_text[base_text.index("## Robustness: seed 002's attacks"):]
+    assert "No transfer source was given" in base_part
+    assert f"skipped: {_results(base, 'results_seed002.json')['attacks'][-1]['reason']}" in _row(base_part, "Grey-C&W")
+    base_header = _header(base_part)
+    assert "paper: M0 unprotected" in base_header and "paper: M1" not in base_header
+    assert "(measured)" not in base_header
+    assert _render(pruned) == text  # deterministic
+    plain = _render(pruned, paper=False)
+    plain_header = _header(plain[plain.index("## Robustness: seed 002"):])
+    assert "paper:" not in plain_header and "undefended" in plain_header
+
+
+def test_seed003_card_section_shows_accuracy_beside_the_paper_and_the_undefended_network(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    defended = tmp_path / "resnet18-defendpp-cifar10"
+    control = tmp_path / "resnet18-cifar10"
+    for folder in (defended, control):
+        folder.mkdir()
+    _write_results(defended, _paper_suite_results("seed003", "cifar10", defended.name), "results_seed003.json")
+    _write_results(control, _paper_suite_results("seed003", "cifar10", control.name, success=0.9),
+                   "results_seed003.json")
+    text = _render(defended)
+    part = text[text.index("## Robustness: seed 003's attacks"):]
+    header = _header(part)
+    assert header.index("accuracy under attack") < header.index("paper: Defend++") < header.index(
+        "paper: no defense") < header.index("undefended `resnet18-cifar10` (measured)")
+    ours = {e["name"]: e for e in _results(defended, "results_seed003.json")["attacks"]}
+    theirs = {e["name"]: e for e in _results(control, "results_seed003.json")["attacks"]}
+    paper = {"FGSM": ("64.63 %", "38.35 %"), "BIM": ("16.76 %", "0 %"), "C&W": ("89.78 %", "0 %"),
+             "DDN": ("89.83 %", "0 %")}
+    for name, (defense, none) in paper.items():
+        cells = [c.strip() for c in _row(part, name).split("|")][1:-1]
+        acc = lambda e: cards.format_rate((e["n_attacked"] - e["n_success"]) / e["n_images"])  # noqa: E731
+        assert cells[4:8] == [acc(ours[name]), defense, none, acc(theirs[name])], cells
+    assert "ε = 0.05" in _row(part, "FGSM") and "100 steps" in _row(part, "BIM")
+    assert "5 binary-search steps" in _row(part, "C&W") and "20 steps" in _row(part, "C&W")
+    assert "paper Defend++ 93.22 %" in part and "paper no defense 93.8 %" in part
+    meta = yaml.safe_load(_front_matter(text))
+    names = {m["name"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert "Accuracy under FGSM (linf 0.05; suite seed003)" in names

@@ -419,3 +419,162 @@ def test_a_randomized_models_attack_result_does_not_depend_on_the_attacks_run_be
     assert both["clean_accuracy"] == alone["clean_accuracy"]
     assert both["attacks"][1]["success_rate"] == alone["attacks"][0]["success_rate"]
     assert both["attacks"][1]["mean_linf"] == alone["attacks"][0]["mean_linf"]
+
+
+# ----------------------------------------------------------------- paper suites (seeds 002, 003) and transfer
+@pytest.mark.parametrize("family", ["mnist", "cifar10"])
+def test_paper_suites_keep_the_papers_eps_steps_and_both_targeted_and_untargeted_rows(family):
+    s2 = {s.name: s for s in suites.build_suite("seed002", dataset=family, backend="jax")}
+    for eps in (0.1, 0.15, 0.25):  # seed 002 Tables I-II, MNIST and CIFAR-10 alike
+        for name, targeted in ((f"FGSM-{eps:g}", False), (f"FGSM-T-{eps:g}", True), (f"BIM-T-{eps:g}", True),
+                               (f"BIM-{eps:g}", False), (f"Grey-FGSM-{eps:g}", False)):
+            spec = s2[name]
+            assert spec.targeted is targeted and spec.eps >= eps and spec.params["eps"] >= eps, name
+            assert spec.suite == "seed002" and "seed 002" in spec.source, name
+        assert s2[f"BIM-T-{eps:g}"].params["steps"] >= 100
+    assert s2["C&W"].targeted and s2["C&W"].params["steps"] >= 100 and s2["C&W"].params["binary_search_steps"] >= 10
+    assert s2["Grey-C&W"].params == s2["C&W"].params and s2["Grey-C&W"].targeted
+    assert s2["DDN"].attack == "ddn"
+    transfer = {n for n, s in s2.items() if s.transfer}
+    assert transfer == {"Grey-C&W", "Grey-FGSM-0.1", "Grey-FGSM-0.15", "Grey-FGSM-0.25"}
+    assert all(s2[n].black_box for n in transfer)
+    assert all(s.paper_images == 1000 for n, s in s2.items() if n.startswith(("FGSM", "C&W")))
+
+    s3 = {s.name: s for s in suites.build_suite("seed003", dataset=family, backend="jax")}
+    assert list(s3) == ["FGSM", "BIM", "C&W", "DDN"]
+    floor = {"mnist": 0.2, "cifar10": 0.05}[family]  # seed 003 Sec. 4.1
+    assert s3["FGSM"].params["eps"] >= floor and s3["BIM"].params["eps"] >= floor
+    assert s3["BIM"].params["steps"] >= 100
+    assert s3["C&W"].params["binary_search_steps"] >= 5 and s3["C&W"].params["steps"] >= 20  # 5 x 20
+    assert not any(s.targeted or s.transfer for s in s3.values())
+    assert all("seed 003" in s.source for s in s3.values())
+
+    # `full` is still seed 000 + adaptive, and `quick` only lowers image counts.
+    full = suites.build_suite("full", dataset=family, backend="jax")
+    assert not any(s.transfer or s.suite.startswith("seed00") for s in full)
+    for suite in ("seed002", "seed003"):
+        plain = suites.build_suite(suite, dataset=family, backend="jax")
+        quick = suites.build_suite(suite, dataset=family, backend="jax", quick=True)
+        for a, b in zip(plain, quick):
+            assert (a.name, a.params, a.eps, a.targeted) == (b.name, b.params, b.eps, b.targeted)
+            assert b.max_images == a.max_images or (b.quick_capped and b.max_images < (a.max_images or 10**9))
+    assert not any(s.quick_capped for s in suites.build_suite("seed003", dataset=family, quick=True))
+
+
+@pytest.fixture(scope="module")
+def other_toy_model(toy_data):
+    # A slightly different target: other initialisation, fewer epochs, so its gradients differ from the source's.
+    (x, y), _ = toy_data
+    return toy.train_toy(toy.tiny_classifier(seed=7, name="toy_target"), x, y, epochs=3, batch_size=100,
+                         learning_rate=0.01)
+
+
+def test_transfer_specs_are_skipped_with_a_reason_without_a_source(other_toy_model, toy_data):
+    _, (xt, yt) = toy_data
+    res = evaluate_fn(other_toy_model, (xt, yt), suite="seed002", n=20, only=["FGSM-0.25", "Grey-FGSM-0.25"],
+                      progress=False, masking_subset=20)
+    fgsm, grey = res["attacks"]
+    assert fgsm["status"] == "ok" and "transfer_source" not in fgsm
+    assert grey["status"] == "skipped" and grey["reason"] == suites.TRANSFER_SKIP_REASON
+    assert "--transfer-from" in grey["reason"] and grey["transfer_source"] is None
+    assert res["transfer_source"] is None and res["summary"]["n_skipped"] == 1
+    assert "grey-box transfer rows are skipped" in evaluate_module.render_markdown(res)
+
+
+def test_transfer_attacks_are_crafted_on_the_source_and_scored_on_the_evaluated_model(toy_model, other_toy_model,
+                                                                                        toy_data):
+    from hardened.attacks import get_attack
+
+    _, (xt, yt) = toy_data
+    n = 20
+    res = evaluate_fn(other_toy_model, (xt, yt), suite="seed002", n=n,
+                      only=["FGSM-0.25", "Grey-FGSM-0.25", "Grey-C&W"], quick={"Grey-C&W": 1}, progress=False,
+                      masking_subset=n, transfer_source=toy_model)
+    by = {e["name"]: e for e in res["attacks"]}
+    assert all(e["status"] == "ok" for e in res["attacks"]), [e.get("error") for e in res["attacks"]]
+    src = res["transfer_source"]
+    assert src["model_name"] == toy_model.name and src["recorded_from"] == "argument"
+    assert len(src["weights_digest"]) == 64
+
+    # Recompute the grey-box FGSM by hand: FGSM on the *source*, predictions of the *evaluated* model.
+    x, y = xt[:n], yt[:n]
+    correct = np.flatnonzero(metrics.predict_labels(other_toy_model, x) == y)
+    x_adv = get_attack("fgsm", eps=0.25).generate(toy_model, x[correct], y[correct])
+    on_target = metrics.predict_labels(other_toy_model, x_adv) != y[correct]
+    on_source = metrics.predict_labels(toy_model, x_adv) != y[correct]
+    grey = by["Grey-FGSM-0.25"]
+    assert grey["n_attacked"] == len(correct) and grey["n_success"] == int(on_target.sum())
+    assert grey["source_success_rate"] == pytest.approx(on_source.mean())
+    assert grey["transfer_source"] == toy_model.name and grey["black_box"]
+    white = get_attack("fgsm", eps=0.25).generate(other_toy_model, x[correct], y[correct])
+    assert not np.allclose(white, x_adv)  # the source's gradients differ: a white-box run would not match
+    assert by["FGSM-0.25"]["n_success"] == int((metrics.predict_labels(other_toy_model, white) != y[correct]).sum())
+
+    cw = by["Grey-C&W"]  # targeted: 1 source image x 9 targets, success = the evaluated model hits the target
+    assert cw["targeted"] and cw["n_attacked"] == 9 and cw["n_images"] == 1
+    assert cw["source_success_rate"] is not None and cw["transfer_source"] == toy_model.name
+
+
+def test_transfer_source_is_checked(other_toy_model, toy_data):
+    _, (xt, yt) = toy_data
+    kw = dict(suite="seed002", n=10, only=["Grey-FGSM-0.25"], progress=False, masking_subset=10)
+    with pytest.raises(ValueError, match="inputs and classes"):
+        evaluate_fn(other_toy_model, (xt, yt), transfer_source=toy.tiny_classifier(num_classes=5), **kw)
+    with pytest.raises(TypeError, match="transfer_source must be a keras.Model"):
+        evaluate_fn(other_toy_model, (xt, yt), transfer_source="cwcnn-mnist", **kw)
+
+
+def test_resume_with_another_transfer_source_does_not_reuse_entries(toy_model, other_toy_model, toy_data, tmp_path,
+                                                                    monkeypatch):
+    _, (xt, yt) = toy_data
+    kwargs = dict(suite="seed002", n=20, only=["FGSM-0.25", "Grey-FGSM-0.25"], out_dir=tmp_path, progress=False,
+                  masking_subset=20)
+    real_run_spec = evaluate_module._run_spec
+    calls = []
+
+    def run(interrupt):
+        def patched(spec, *args):
+            calls.append(spec.name)
+            if interrupt and spec.name == "Grey-FGSM-0.25":
+                raise KeyboardInterrupt
+            return real_run_spec(spec, *args)
+        monkeypatch.setattr(evaluate_module, "_run_spec", patched)
+
+    run(interrupt=True)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_fn(other_toy_model, (xt, yt), transfer_source=toy_model, **kwargs)
+    assert calls == ["FGSM-0.25", "Grey-FGSM-0.25"]
+    # Another source (here: the evaluated model itself, a white-box "transfer"): nothing is reused.
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_fn(other_toy_model, (xt, yt), transfer_source=other_toy_model, resume=True, **kwargs)
+    assert calls == ["FGSM-0.25", "Grey-FGSM-0.25"]
+    # The same source again: the finished attack comes from the partial file.
+    calls.clear()
+    run(interrupt=False)
+    res = evaluate_fn(other_toy_model, (xt, yt), transfer_source=other_toy_model, resume=True, **kwargs)
+    assert calls == ["Grey-FGSM-0.25"]
+    assert res["transfer_source"]["model_name"] == other_toy_model.name
+    # White-box "transfer" from the model itself is the white-box attack.
+    fgsm, grey = res["attacks"]
+    assert grey["n_success"] == fgsm["n_success"] and grey["source_success_rate"] == fgsm["success_rate"]
+
+
+def test_cli_transfer_from_records_the_source_checkpoint(toy_model, other_toy_model, toy_data, tmp_path):
+    import hardened
+    from hardened.cli import main
+
+    _, (xt, yt) = toy_data
+    source = hardened.save_pretrained(toy_model, tmp_path / "source-ckpt", metadata={"recipe": "unit-test"})
+    target = hardened.save_pretrained(other_toy_model, tmp_path / "target-ckpt", metadata={"recipe": "unit-test"})
+    np.savez(tmp_path / "test.npz", x=xt[:20], y=yt[:20])
+    out = tmp_path / "eval"
+    code = main(["evaluate", str(target), "--suite", "seed002", "--n", "20", "--data", str(tmp_path / "test.npz"),
+                 "--only", "Grey-FGSM-0.25", "--transfer-from", str(source), "--out", str(out), "--no-progress"])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    src = res["transfer_source"]
+    sha = json.loads((source / "metadata.json").read_text())["files"]["model.safetensors"]["sha256"]
+    assert src["recorded_from"] == "hardened_metadata" and src["weights_sha256"] == sha
+    assert res["attacks"][0]["status"] == "ok" and res["attacks"][0]["transfer_source"] == src["model_name"]
+    assert "--transfer-from" in res["command"] and "transfer source" in (out / "results.md").read_text()

@@ -22,7 +22,7 @@ ESTIMATOR_SUBSET = 100
 
 def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_dir=None, dataset=None,
              progress=True, quick=False, only=None, data_dir=None, strict=False, masking_subset=None, resume=False,
-             adaptive_eps=None, eot_samples=None):
+             adaptive_eps=None, eot_samples=None, transfer_source=None):
     """Evaluate the robustness of a classifier with a suite of attacks.
 
     The first ``n`` images are used. Every evaluation also runs the cheap
@@ -34,7 +34,8 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
         data: ``(x, y)``: images in [0, 1] and integer labels. If omitted, the
             test split of the dataset named by ``dataset`` or by the model's
             ``hardened_metadata`` is loaded with `hardened.data.load_dataset`.
-        suite: ``"seed"``, ``"adaptive"`` or ``"full"`` (see `hardened.evaluation.suites`).
+        suite: ``"seed"``, ``"adaptive"``, ``"full"``, ``"seed002"`` or
+            ``"seed003"`` (see `hardened.evaluation.suites`).
         n: Number of test images (the first ``n``); attacks with a paper-given
             count (e.g. 100 source images for targeted attacks) use at most that.
         seed: Seed of every random draw (reset before each attack).
@@ -61,6 +62,12 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
         adaptive_eps: ℓ∞ ε of the adaptive attacks (and of the masking checks'
             black-box run) instead of the dataset family's; ``None`` keeps it.
         eot_samples: Gradient samples of the EOT attacks (default 10, seed 004).
+        transfer_source: A `keras.Model` (same input shape and classes) that the
+            suite's grey-box transfer attacks (``AttackSpec.transfer``, e.g.
+            seed 002's examples from the unpruned model) craft their examples
+            on; success is measured on ``model``. Without it those attacks are
+            recorded as skipped, with the reason. Which model it was is
+            recorded in ``transfer_source`` and is part of the resume key.
 
     Returns:
         The results dict (see ``results.json``): ``clean_accuracy``, ``n``,
@@ -70,7 +77,7 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
     Raises:
         ValueError: unknown suite, ``n < 1``, images outside [0, 1], labels out
             of range or of the wrong shape, no data and no dataset to load.
-        TypeError: ``model`` is not a Keras model, or integer images.
+        TypeError: ``model`` or ``transfer_source`` is not a Keras model, or integer images.
     """
     import keras
 
@@ -93,6 +100,7 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
     x, y, data_source = _resolve_data(model, data, dataset_name, n, data_dir)
     input_shape = tuple(model.input_shape[1:])
     num_classes = int(model.output_shape[-1])
+    source_info = _check_transfer_source(transfer_source, input_shape, num_classes)
     x = check_images(x, input_shape, name="images")
     y = _check_labels(y, len(x), num_classes)
     x, y = x[:n], y[:n]
@@ -117,6 +125,9 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
                                randomized=randomized, backend=backend, quick=quick,
                                adaptive_eps=adaptive_eps, eot_samples=eot_samples)
     specs = suites.select(specs, only)
+    for spec in specs:
+        if spec.transfer and transfer_source is None and not spec.skip_reason:
+            spec.skip_reason = suites.TRANSFER_SKIP_REASON  # recorded as skipped, never dropped
 
     # Cheap masking checks first: they are the evaluation's sanity check.
     reseed()
@@ -130,7 +141,9 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
 
     run_key = _json_clean({"checkpoint": _checkpoint_info(metadata), "model_name": getattr(model, "name", None),
                            "n": int(len(x)), "labels_sha": _sha(y), "images_sha": _sha(x), "seed": int(seed),
-                           "batch_size": int(batch_size), "backend": backend, "settings": family})
+                           "batch_size": int(batch_size), "backend": backend, "settings": family,
+                           # Only with a source, so the key of every run without one is unchanged.
+                           **({"transfer_source": source_info} if source_info is not None else {})})
     partial_path = Path(out_dir) / PARTIAL_JSON if out_dir is not None else None
     done = _load_partial(partial_path, run_key) if resume and partial_path is not None else {}
     saved = {}
@@ -142,7 +155,8 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
             entry = previous["entry"]
         else:
             reseed()  # each attack reproducible on its own
-            entry = _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict)
+            entry = _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict,
+                              transfer_source, source_info)
         entries.append(entry)
         if partial_path is not None:
             saved[spec.name] = {"fingerprint": fingerprint, "entry": entry}
@@ -164,6 +178,7 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
         "eps": {"seed_linf": settings["linf_eps"], "seed_linf_source": settings["eps_source"],
                 "adaptive_linf": settings["adaptive_eps"], "adaptive_linf_source": settings["adaptive_eps_source"]},
         "suite": suite,
+        "transfer_source": source_info,
         "only": list(only) if isinstance(only, (list, tuple)) else only,
         "n": int(len(x)),
         "n_requested": int(n),
@@ -244,6 +259,8 @@ def _spec_fingerprint(spec):
     """What decides an attack's result besides the model and images (compared as JSON)."""
     fields = {k: getattr(spec, k) for k in ("name", "attack", "params", "targeted", "norm", "eps", "black_box",
                                              "wrapper", "wrapper_params", "max_images", "skip_reason")}
+    if spec.transfer:  # only when set: the fingerprints of the other specs (and their saved entries) stay valid
+        fields["transfer"] = True
     return json.loads(json.dumps(_json_clean(_run._jsonable(fields)), sort_keys=True, default=str))
 
 
@@ -268,7 +285,8 @@ def _write_partial(path, run_key, attacks):
 
 
 # ----------------------------------------------------------------- running one spec
-def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict):
+def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict, transfer_source=None,
+              source_info=None):
     entry = {
         "name": spec.name, "suite": spec.suite, "attack": spec.attack, "params": _run._jsonable(spec.params),
         "targeted": spec.targeted, "norm": spec.norm, "eps": spec.eps, "black_box": spec.black_box,
@@ -278,6 +296,9 @@ def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, 
         "status": "ok", "success_rate": None, "n_images": 0, "n_attacked": 0, "n_success": 0,
         "mean_l0": None, "mean_l2": None, "mean_linf": None, "seconds": 0.0,
     }
+    if spec.transfer:
+        entry["transfer_source"] = (source_info or {}).get("model_name")
+        entry["source_success_rate"] = None
     if spec.skip_reason:
         entry.update(status="skipped", reason=spec.skip_reason)
         return entry
@@ -287,6 +308,8 @@ def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, 
             n_src = len(x) if spec.max_images is None else spec.max_images
             attack = _run.make_attack(spec, seed)
             entry["params"] = _run.attack_params(attack, spec.params)
+            if spec.transfer:
+                attack = _TransferAttack(attack, transfer_source)
             _fit_substitute(spec, attack, model, x, batch_size)
             res = _run.targeted(attack, model, x, y, pred_clean, n_src, num_classes, batch_size, progress)
             entry["n_images"] = res["n_source_images"]
@@ -298,6 +321,8 @@ def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, 
             else:
                 attack = _run.make_attack(spec, seed)
                 entry["params"] = _run.attack_params(attack, spec.params)
+                if spec.transfer:
+                    attack = _TransferAttack(attack, transfer_source)
             _fit_substitute(spec, attack, model, x, batch_size)
             res = _run.untargeted(attack, model, xs, ys, ps, batch_size, progress)
             entry["n_images"] = int(cap)
@@ -305,6 +330,8 @@ def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, 
                 entry["rho"] = metrics.deepfool_robustness(res["_x"], res["_x_adv"], res["_success"])
         for key in ("success_rate", "n_attacked", "n_success", "mean_l0", "mean_l2", "mean_linf"):
             entry[key] = res[key]
+        if spec.transfer:
+            entry["source_success_rate"] = attack.source_success_rate()
     except Exception as err:
         if strict:
             raise
@@ -321,6 +348,76 @@ def _fit_substitute(spec, attack, model, x, batch_size):
     """
     if spec.attack == "substitute" and hasattr(attack, "fit"):
         attack.fit(model, x[: int(attack.params.get("n_seed", 150))], batch_size=max(batch_size, 1))
+
+
+class _TransferAttack:
+    """Grey-box transfer: craft with ``attack`` on the ``source`` model, whatever model ``generate`` is given.
+
+    `_run.untargeted` / `_run.targeted` then score the examples on the
+    evaluated model, so the entry's success rate is the transfer rate. How
+    often the examples fool the source itself is kept as a check that the
+    crafting worked (a transfer rate near 0 means little if it is low there too).
+    """
+
+    gradient_free = True  # no gradient of the evaluated model is used
+
+    def __init__(self, attack, source):
+        self.attack = attack
+        self.source = source
+        self.name = f"transfer({getattr(attack, 'name', attack)})"
+        self.params = getattr(attack, "params", {})
+        self.targeted = getattr(attack, "targeted", False)
+        self._hits = 0
+        self._total = 0
+
+    def generate(self, model, x, y, target=None, batch_size=128, progress=False):
+        x_adv = _run.generate(self.attack, self.source, x, y, target=target, batch_size=batch_size,
+                              progress=progress)
+        pred = metrics.predict_labels(self.source, x_adv, batch_size)
+        hit = pred == np.asarray(target) if target is not None else pred != np.asarray(y).reshape(-1)
+        self._hits += int(np.sum(hit))
+        self._total += int(len(hit))
+        return x_adv
+
+    def source_success_rate(self):
+        """Share of the crafted examples that fool the source model (``None`` if none was crafted)."""
+        return self._hits / self._total if self._total else None
+
+
+def _check_transfer_source(source, input_shape, num_classes):
+    """Validate ``transfer_source`` and describe it for results.json (``None`` when not given)."""
+    if source is None:
+        return None
+    import keras
+
+    if not isinstance(source, keras.Model):
+        raise TypeError(f"transfer_source must be a keras.Model (the model the grey-box examples are crafted on), "
+                        f"got {type(source).__name__}; load it with hardened.from_pretrained(NAME_OR_DIR).")
+    src_shape, src_classes = tuple(source.input_shape[1:]), int(source.output_shape[-1])
+    if src_shape != tuple(input_shape) or src_classes != int(num_classes):
+        raise ValueError(f"transfer_source must take the evaluated model's inputs and classes: it has input shape "
+                         f"{src_shape} and {src_classes} outputs, the evaluated model {tuple(input_shape)} and "
+                         f"{num_classes}. Pass the source model trained on the same dataset.")
+    metadata = getattr(source, "hardened_metadata", None) or {}
+    info = _checkpoint_info(metadata)
+    return {"model_name": (info or {}).get("model_name") or getattr(source, "name", None),
+            "weights_sha256": (info or {}).get("weights_sha256"),
+            "recorded_from": "hardened_metadata" if info else "argument",
+            # Digest of the weights as loaded: tells two sources apart even without metadata (resume key).
+            "weights_digest": _weights_digest(source)}
+
+
+def _weights_digest(model):
+    import hashlib
+
+    import keras
+
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
+        digest.update(str((variable.path, value.dtype.str, value.shape)).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 class _AutoAttack:
@@ -538,6 +635,7 @@ def render_markdown(results):
         f"{results['settings']} ({results['settings_source']})",
         f"- suite: `{results['suite']}`; n = {results['n']} images; seed {results['seed']}; "
         f"backend {results['backend']}; keras {results['versions'].get('keras')}",
+        *_transfer_lines(results),
         f"- budget: {budget['note']}",
         f"- clean accuracy: {_pct(results['clean_accuracy'])} ({results['n_correct']}/{results['n']})",
         f"- randomized model: {'yes' if results['randomized'] else 'no'}",
@@ -593,6 +691,17 @@ def render_markdown(results):
                       f"φ = {est['phi']:.4g} (raw; normalise across candidates before combining)."]
     lines += ["", f"Versions: {json.dumps(results['versions'], sort_keys=True)}", ""]
     return "\n".join(lines)
+
+
+def _transfer_lines(results):
+    source = results.get("transfer_source")
+    if source:
+        sha = source.get("weights_sha256") or "not recorded"
+        return [f"- transfer source (grey-box rows crafted on it): `{source.get('model_name')}` "
+                f"(weights sha256 {sha}, from {source.get('recorded_from')})"]
+    if any(e.get("reason") == suites.TRANSFER_SKIP_REASON for e in results.get("attacks", [])):
+        return ["- transfer source: none given, so the grey-box transfer rows are skipped"]
+    return []
 
 
 def plot_sweep(results, path):

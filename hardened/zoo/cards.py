@@ -13,7 +13,8 @@ Folder layout (what a release writes)::
         README.md            this module's output (never edited by hand)
         results.json         hardened.evaluate(..., suite="full", out_dir=folder)
                              (or results_seed.json + results_adaptive.json; every
-                             results*.json is rendered)
+                             results*.json is rendered; a file of a paper suite,
+                             e.g. results_seed002.json, gets that paper's section)
         success_vs_eps.png   written by evaluate (embedded if present)
         training_curve.png   written by the recipe (embedded if present)
         config.json, model.safetensors, metadata.json    a checkpoint release
@@ -213,6 +214,71 @@ def paper_reference(dataset, defense):
     key = defense if isinstance(defense, str) else defense_key(defense)
     row = PAPER_RESULTS.get((_dataset_key(dataset), key))
     return json.loads(json.dumps(row)) if row else None
+
+
+# --------------------------------------------------------------------------- paper suites (seeds 002, 003)
+_C_AND_W_002 = "≈ 96–99.6 % (M0–M2)"  # papers.md gives the range over the three MNIST models, not each value
+#: Reference numbers of the paper suites of `hardened.evaluation.suites` (``seed002``, ``seed003``), only
+#: those quoted in the project's paper summary (shared/papers.md), typed once with their source. ``rows``
+#: are keyed by ``(dataset, defense kinds)``; a value is a number (%) or a text cell. ``metric`` is what
+#: the paper reports: attack success rate (seed 002) or accuracy under attack (seed 003).
+PAPER_SUITE_RESULTS = {
+    "seed002": {
+        "title": "seed 002's attacks (pruning + logits augmentation)",
+        "metric": "success_rate",
+        "source": "seed 002 (Wang et al., 'Defending DNN Adversarial Attacks with Pruning and Logits "
+                  "Augmentation'), Tables I-II and Sec. IV-B as quoted in the project's paper summary",
+        "protocol": "1000 source samples, Cleverhans' FGSM, BIM and C&W, on the paper's 4-conv + 3-FC network; "
+                    "M0/C0 unprotected, M1/C1 pruned, M2/C2 pruned + logits augmentation",
+        "rows": {
+            ("mnist", ("base",)): {"label": "M0 unprotected", "clean_accuracy": 99.4,
+                                   "rates": {"FGSM-0.25": 45.6, "C&W": _C_AND_W_002}},
+            ("mnist", ("prune",)): {"label": "M1 pruned", "clean_accuracy": 99.4,
+                                    "rates": {"FGSM-0.25": 20.2, "C&W": _C_AND_W_002}},
+            ("mnist", ("la", "prune")): {"label": "M2 pruned + LA", "clean_accuracy": 99.4,
+                                         "rates": {"FGSM-0.25": 1.1, "C&W": _C_AND_W_002}},
+            ("cifar10", ("base",)): {"label": "C0 unprotected", "clean_accuracy": 80.0, "rates": {}},
+            # 85.0 % is the white-box C&W on C1; 18.63 % the same attack crafted on C0 and applied to C1.
+            ("cifar10", ("prune",)): {"label": "C1 pruned", "clean_accuracy": 80.0,
+                                      "rates": {"C&W": 85.0, "Grey-C&W": 18.63}},
+        },
+    },
+    "seed003": {
+        "title": "seed 003's attacks (Defend++)",
+        "metric": "accuracy",
+        "source": "seed 003 (Defend++, 'Defending Adversarial Examples via DNN Bottleneck Reinforcement'), "
+                  "Tables 2-3 as quoted in the project's paper summary",
+        "protocol": "ResNet-18 (4 shared blocks on MNIST, 3 on CIFAR-10); FGSM eps 0.2 (MNIST) / 0.05 "
+                    "(CIFAR-10), BIM 100 iterations, C&W 5 x 20, DDN (public code); accuracy on the test set",
+        "rows": {
+            ("cifar10", ("base",)): {"label": "no defense", "clean_accuracy": 93.80,
+                                     "rates": {"FGSM": 38.35, "BIM": 0.0, "C&W": 0.0, "DDN": 0.0}},
+            ("cifar10", ("defendpp",)): {"label": "Defend++", "clean_accuracy": 93.22,
+                                         "rates": {"FGSM": 64.63, "BIM": 16.76, "C&W": 89.78, "DDN": 89.83}},
+            ("mnist", ("defendpp",)): {"label": "Defend++", "clean_accuracy": 99.47,
+                                       "rates": {"FGSM": 86.81, "BIM": 55.37, "C&W": 99.08, "DDN": 99.10}},
+        },
+    },
+}
+
+
+def paper_suite_rows(suite, dataset, kinds):
+    """The paper rows a card shows in a paper suite's section: its own defense's, then the undefended one's.
+
+    Args:
+        suite: A key of `PAPER_SUITE_RESULTS` (``"seed002"``, ``"seed003"``).
+        dataset: ``"mnist"`` or ``"cifar10"`` (aliases accepted).
+        kinds: The model's defense kinds (``["prune", "la"]``, ``["base"]``).
+
+    Returns:
+        A list of copies of the matching rows (0, 1 or 2), each with its ``label``.
+    """
+    table = PAPER_SUITE_RESULTS.get(suite, {}).get("rows", {})
+    dataset = _dataset_key(dataset)
+    keys = [tuple(sorted(kinds or ["base"]))]
+    if keys[0] != ("base",):
+        keys.append(("base",))
+    return [json.loads(json.dumps(table[(dataset, k)])) for k in keys if (dataset, k) in table]
 
 
 # --------------------------------------------------------------------------- formatting helpers
@@ -505,6 +571,7 @@ class _Card:
             paper = self.entry.get("paper") if isinstance(self.entry.get("paper"), dict) else None
             paper = paper or paper_reference(self.dataset, self.defense)
         self.paper = paper or None
+        self.show_paper = paper is not False
         self.multi = len(self.results) > 1
         self.masking = any(r.get("gradient_masking") for _, r in self.results)
 
@@ -574,6 +641,13 @@ class _Card:
                 seen.add(label)
                 metrics.append({"type": "attack_success_rate", "value": round(100 * e["success_rate"], 2),
                                 "name": label})
+                paper_metric = (PAPER_SUITE_RESULTS.get(e.get("suite")) or {}).get("metric")
+                accuracy = self._measured(e, "accuracy") if paper_metric == "accuracy" else None
+                if accuracy is not None:  # the number a seed-003 reader compares with the paper
+                    metrics.append({"type": "accuracy", "value": round(100 * accuracy, 2),
+                                    "name": f"Accuracy under {e['name']} "
+                                            f"({_threat_ascii(e.get('norm'), e.get('eps'), False)}; "
+                                            f"suite {e.get('suite')})"})
         for fname, threat, w in self.worst_cases():
             label = f"Robust accuracy upper bound ({_threat_key_ascii(threat)}; worst: {w.get('attack')})"
             if w.get("robust_accuracy_upper_bound") is None or label in seen:
@@ -755,6 +829,115 @@ class _Card:
                  f"({eps.get('adaptive_linf_source', 'source not recorded')}).",
                  ""]
         return lines + self.attack_table("adaptive") + [""] + self.not_run("adaptive")
+
+    # ----------------------------------------------------------------- paper suites (seeds 002, 003)
+    def undefended_results(self, suite):
+        """``(name, results)`` of the undefended sibling card's evaluation with ``suite``, or ``None``.
+
+        The sibling is this card's name without its defense tokens
+        (``resnet18-defendpp-cifar10`` -> ``resnet18-cifar10``, ``cwcnn-prune-mnist``
+        -> ``cwcnn-mnist``), a folder beside this one holding a results file of
+        the same suite: its numbers are measurements, read like this card's own.
+        """
+        if self.kinds == ["base"]:
+            return None
+        name = "-".join(t for t in self.name.split("-") if _kind(t) in (None, "base"))
+        folder = self.folder.parent / name
+        if name == self.name or not folder.is_dir():
+            return None
+        for path in results_files(folder):
+            data = _read_json(path)
+            if isinstance(data, dict) and data.get("suite") == suite and isinstance(data.get("attacks"), list):
+                return name, data
+        return None
+
+    @staticmethod
+    def _measured(e, metric):
+        """Our number for an entry in the paper's metric (a rate in [0, 1]), or ``None``."""
+        if e is None or e.get("status") != "ok" or e.get("success_rate") is None:
+            return None
+        if metric != "accuracy":
+            return e["success_rate"]
+        if e.get("targeted") or not e.get("n_images"):
+            return None
+        # Accuracy under attack on every image tried: the correct ones the attack did not flip.
+        return (e["n_attacked"] - e["n_success"]) / e["n_images"]
+
+    def paper_suite_section(self, suite):
+        rows_in = self.entries(suite)
+        if not rows_in:
+            return []
+        spec = PAPER_SUITE_RESULTS[suite]
+        accuracy = spec["metric"] == "accuracy"
+        papers = paper_suite_rows(suite, self.dataset, self.kinds) if self.show_paper else []
+        undefended = self.undefended_results(suite)
+        lines = [f"## Robustness: {spec['title']} (suite `{suite}`)", ""]
+        if accuracy:
+            lines += ["The paper reports **accuracy under attack**: the share of the evaluated images still "
+                      "classified correctly after the attack, here (correct images − successes) / images. The "
+                      "success rate on the correctly classified images is given beside it.", ""]
+        else:
+            lines += ["Success rate = share of the correctly classified images that the attack turns into a "
+                      "misclassification (targeted: share of (image, target) pairs that reach the target). "
+                      "`Grey-…` rows are grey-box transfer attacks: crafted on the source model below, scored "
+                      "on this model.", ""]
+        for fname, r in self.results:
+            if r.get("suite") != suite:
+                continue
+            src = r.get("transfer_source")
+            where = f" (`{fname}`)" if self.multi else ""
+            if src:
+                lines += [f"Transfer source{where}: `{src.get('model_name')}` (weights sha256 "
+                          f"`{src.get('weights_sha256') or 'not recorded'}`, recorded from {src.get('recorded_from')})"
+                          ".", ""]
+            elif any(_is_transfer(e) for e in r.get("attacks", [])):
+                lines += [f"No transfer source was given{where}: the grey-box rows are skipped.", ""]
+        by_name = {e.get("name"): e for e in (undefended[1].get("attacks", []) if undefended else [])}
+        header = ["attack", "threat model", "parameters", "images attacked"]
+        header += (["accuracy under attack"] if accuracy else ["success rate", "95 % CI"])
+        header += [f"paper: {p['label']}" for p in papers]
+        if undefended:
+            header.append(f"undefended `{undefended[0]}` (measured)")
+        header += (["success rate", "95 % CI"] if accuracy else []) + ["mean distortion (successful)", "status",
+                                                                       "notes"]
+        if self.multi:
+            header.append("results file")
+        rows = []
+        for fname, e in rows_in:
+            ok = e.get("status") == "ok" and e.get("success_rate") is not None
+            rate = [format_rate(e.get("success_rate")) + (f" ({e.get('n_success')}/{e.get('n_attacked')})"
+                                                          if ok else ""),
+                    format_interval(e.get("n_success", 0), e.get("n_attacked", 0)) if ok else ""]
+            row = [e["name"], _threat_text(e.get("norm"), e.get("eps"), e.get("targeted")) +
+                   (" (grey-box transfer)" if _is_transfer(e) else " (black-box)" if e.get("black_box") else ""),
+                   params_summary(e), _images_text(e)]
+            row += [format_rate(self._measured(e, "accuracy"))] if accuracy else rate
+            row += [_paper_value((p.get("rates") or {}).get(e["name"])) for p in papers]
+            if undefended:
+                row.append(format_rate(self._measured(by_name.get(e["name"]), spec["metric"])))
+            status = e.get("status", "?")
+            if status == "skipped":
+                status = f"skipped: {e.get('reason') or 'no reason recorded'}"
+            elif status == "error":
+                status = f"**error**: {e.get('error') or 'no message recorded'}"
+            row += (rate if accuracy else []) + [_distortion_text(e), status, _notes_text(e)]
+            if self.multi:
+                row.append(f"`{fname}`")
+            rows.append(row)
+        lines += _table(header, rows) + [""]
+        clean = [f"this model {format_rate(r.get('clean_accuracy'))}" + (f" (`{f}`)" if self.multi else "")
+                 for f, r in self.results if r.get("suite") == suite]
+        if undefended:
+            clean.append(f"undefended `{undefended[0]}` {format_rate(undefended[1].get('clean_accuracy'))} "
+                         f"(measured on its first {undefended[1].get('n')} test images)")
+        clean += [f"paper {p['label']} {p['clean_accuracy']:g} %" for p in papers
+                  if p.get("clean_accuracy") is not None]
+        lines += ["Clean accuracy: " + "; ".join(clean) + ".", ""]
+        lines += self.not_run(suite)
+        if papers:
+            lines += [f"Paper columns: {spec['source']}; {spec['protocol']}. The paper's model is not this one; "
+                      "an empty cell (–) means the summary quotes no number for that attack.", ""]
+        return lines
 
     def not_run(self, suite):
         """A line naming the suite's attacks that an ``only=`` selection left out (never silently dropped)."""
@@ -1003,7 +1186,8 @@ class _Card:
 
     def render(self):
         parts = [self.front_matter(), self.header(), self.usage(), self.defense_section(), self.clean_section(),
-                 self.seed_section(), self.adaptive_section(), self.worst_section(), self.masking_section(),
+                 self.seed_section(), *[self.paper_suite_section(s) for s in PAPER_SUITE_RESULTS],
+                 self.adaptive_section(), self.worst_section(), self.masking_section(),
                  self.plots_section(), self.limitations_section(), self.data_section(),
                  self.reproduction_section(), self.files_section()]
         text = "\n".join(line for part in parts for line in part)
@@ -1020,6 +1204,8 @@ def _eval_command(name, r):
              "--batch-size", str(r.get("batch_size"))]
     if r.get("dataset"):
         parts += ["--dataset", str(r["dataset"])]
+    if (r.get("transfer_source") or {}).get("model_name"):
+        parts += ["--transfer-from", str(r["transfer_source"]["model_name"])]
     if (r.get("budget") or {}).get("quick"):
         parts.append("--quick")
     if r.get("only"):
@@ -1101,8 +1287,22 @@ def _distortion_text(e):
     return " · ".join(bits) or "–"
 
 
+def _is_transfer(e):
+    """Whether a results entry is a grey-box transfer attack (evaluate records its source, or None, then)."""
+    return "transfer_source" in e
+
+
+def _paper_value(v):
+    if v is None:
+        return "–"
+    return f"{v:g} %" if isinstance(v, (int, float)) else str(v)
+
+
 def _notes_text(e):
     notes = []
+    if e.get("transfer_source") and e.get("status") == "ok":
+        notes.append(f"crafted on `{e['transfer_source']}` ({format_rate(e.get('source_success_rate'))} success "
+                     "there)")
     if e.get("quick_capped") and e.get("status") == "ok":
         if e.get("paper_images"):
             notes.append(f"fewer images than the paper ({e.get('n_images')} vs {e['paper_images']}; quick budget)")
