@@ -714,6 +714,35 @@ class _Card:
         if self.view and self.view.get("eps") is not None:
             spec = {k: v for k, v in self.view.items() if k != "base"}
             lines += [f"Transform parameters of this view: `{json.dumps(spec, sort_keys=True)}`.", ""]
+        lines += self._pruning_lines()
+        return lines
+
+    def _pruning_lines(self):
+        """Compression reached and the logits-augmentation check, from the (base) checkpoint's metadata."""
+        meta = self.metadata if self.metadata.get("sparsity") else self.base_metadata
+        sparsity = meta.get("sparsity") if isinstance(meta, dict) else None
+        if not isinstance(sparsity, dict) or not sparsity.get("total"):
+            return []
+        source = "" if meta is self.metadata else " (of the base checkpoint)"
+        lines = [f"Compression reached{source}: **{sparsity['compression']:.2f}x** fewer non-zero weights in the "
+                 f"pruned layers ({sparsity['nonzero']:,} of {sparsity['total']:,}).", ""]
+        base_acc = (meta.get("base_checkpoint") or {}).get("test_accuracy")
+        if meta.get("test_accuracy") is not None and base_acc is not None:
+            lines += [f"Test accuracy after pruning {100 * meta['test_accuracy']:.2f} % against "
+                      f"{100 * base_acc:.2f} % before ({100 * (meta['test_accuracy'] - base_acc):+.2f} points, "
+                      f"{meta.get('n_test', '?')} test images; from the training run's metadata).", ""]
+        layers = sparsity.get("layers") or {}
+        if layers:
+            lines += ["| layer | non-zero | total | density |", "|---|---|---|---|"]
+            lines += [f"| {name} | {v['nonzero']:,} | {v['total']:,} | {v['nonzero'] / v['total']:.3f} |"
+                      for name, v in layers.items()]
+            lines += [""]
+        la = meta.get("logits_augmentation")
+        if isinstance(la, dict) and self.view and self.view.get("transform") == "logits_augmentation":
+            lines += [f"Logits augmentation scales the kernel of `{la.get('layer')}` by τ = {la.get('tau'):g}, not its "
+                      f"bias, so the top class can change: it agreed with the pruned model's on "
+                      f"{100 * la['argmax_agreement']:.2f} % of the test images (accuracy "
+                      f"{100 * la['test_accuracy']:.2f} %; from the training run's metadata).", ""]
         return lines
 
     def clean_section(self):
