@@ -18,6 +18,8 @@ import os
 import sys
 from pathlib import Path
 
+from hardened._provenance import command_line, git_commit
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # argparse's code for usage errors; also "not available yet"
@@ -273,10 +275,9 @@ def _cmd_evaluate(args):
                        only=only, data_dir=args.data_dir, resume=args.resume, transfer_source=source)
     # Provenance for the card: the exact command and the code it ran.
     from hardened.evaluation.evaluate import write_results
-    from hardened.recipes.train import git_commit
 
     commit, dirty = git_commit()
-    results.update(command=_command_line(argv_for_record=args.argv), commit=commit, commit_dirty=dirty)
+    results.update(command=command_line(args.argv), commit=commit, commit_dirty=dirty)
     write_results(results, out)
     masking = [f["name"] for f in results["flags"] if f["triggered"] and f["kind"] == "masking"]
     print(f"clean accuracy {100 * results['clean_accuracy']:.2f} % on {results['n']} images")
@@ -380,7 +381,7 @@ def _cmd_des(args):
                       settings=args.settings.split(","), eot_samples=args.eot_samples, eta=args.eta, out_dir=out,
                       resume=not args.no_resume, progress=not args.no_progress, seed=args.seed,
                       batch_size=args.batch_size, data_dir=args.data_dir,
-                      command=_command_line(argv_for_record=args.argv))
+                      command=command_line(args.argv))
     print(f"base {des['base']['name']}: clean accuracy {100 * des['base']['clean_accuracy']:.2f} % "
           f"on {des['inputs']['n']} images")
     for m in des["mean_des"]:
@@ -392,12 +393,6 @@ def _cmd_des(args):
 
 _COMMANDS = {"train": _cmd_train, "cr-search": _cmd_cr_search, "evaluate": _cmd_evaluate, "list": _cmd_list,
              "info": _cmd_info, "push": _cmd_push, "des": _cmd_des}
-
-
-def _command_line(argv_for_record):
-    import shlex
-
-    return " ".join(shlex.quote(a) for a in ["hardened", *argv_for_record])
 
 
 def main(argv=None):

@@ -45,12 +45,11 @@ import json
 import math
 import os
 import re
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from hardened._provenance import command_line, git_commit
 
 from hardened.evaluation import metrics, suites
 
@@ -196,9 +195,9 @@ def des_compare(members, *, base, data=None, dataset=None, n=500, eps=None, atta
         records.append(member_record(evaluated[key], family=family, name=labels[key], strength=m["strength"],
                                      source=_source_text(m["source"]), folder=dirs[key]))
 
-    commit, dirty = _git_commit()
+    commit, dirty = git_commit()
     inputs = {
-        "command": command if command is not None else _command_line(),
+        "command": command if command is not None else command_line(),
         "commit": commit, "commit_dirty": dirty,
         "dataset": dataset_name, "data_source": data_source, "settings_family": family_key,
         "n": int(len(x)), "n_requested": int(n), "eps": eps_value, "norm": "linf", "seed": int(seed),
@@ -789,29 +788,6 @@ def _evaluate_cached(model, label, folder, only, *, data, **kwargs):
 
 
 # ----------------------------------------------------------------- provenance
-def _git_commit():
-    """``(commit, dirty)`` of the package's source tree (``(None, None)`` outside git).
-
-    A copy of `hardened.recipes.train.git_commit`: the evaluation must not import the recipes.
-    """
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "hardened"],
-                                cwd=root, capture_output=True, text=True, check=True, timeout=10).stdout
-        return commit, bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-
-
-def _command_line():
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(("hardened", "cli.py", "__main__.py")):
-        argv[0] = "hardened"
-    return " ".join(shlex.quote(a) for a in argv)
-
-
 def _evaluate_module():
     # The package attribute ``hardened.evaluation.evaluate`` is the function, not the module.
     import importlib

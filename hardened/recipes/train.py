@@ -16,15 +16,13 @@ import csv
 import math
 import os
 import platform
-import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from hardened._provenance import command_line, git_commit  # noqa: F401  (re-exported)
 from hardened.data import dataset_info, load_dataset
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -182,27 +180,6 @@ def build_in_policy(build_fn, policy):
         return build_fn()
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def git_commit():
-    """``(commit, dirty)`` of the source tree this package runs from (``(None, None)`` outside git)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "hardened"],
-                                cwd=root, capture_output=True, text=True, check=True, timeout=10).stdout
-        return commit, bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-
-
-def command_line():
-    """The command that is running, as a shell-quoted string."""
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(("hardened", "cli.py", "__main__.py")):
-        argv[0] = "hardened"
-    return " ".join(shlex.quote(a) for a in argv)
 
 
 def provenance():
