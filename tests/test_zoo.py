@@ -492,10 +492,10 @@ def test_logits_augmentation_view_accepts_the_layer_as_a_string_or_a_one_item_li
     hidden = keras.layers.Dense(8, activation="relu", name="fc1")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(hidden))
     x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
-    logits = np.asarray(model(x))
+    logits = keras.ops.convert_to_numpy(model(x))
     bias = model.get_layer("logits").get_weights()[1]
     for layers in ("logits", ["logits"], None):
         view = apply_view(model, {"transform": "logits_augmentation", "eps": 4.0, "layers": layers})
-        np.testing.assert_allclose(np.asarray(view(x)) - bias, 4.0 * (logits - bias), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(view(x)) - bias, 4.0 * (logits - bias), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="one layer"):
         apply_view(model, {"transform": "logits_augmentation", "eps": 4.0, "layers": ["fc1", "logits"]})
