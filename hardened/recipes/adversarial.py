@@ -42,14 +42,16 @@ from hardened.recipes.train import (
     ArrayBatches,
     WarmupLinearDecay,
     build_in_policy,
-    dataset_metadata,
+    checkpoint_metadata,
+    float32_copy,
     load_split,
     plot_training_curve,
     provenance,
     resolve_precision,
     test_accuracy,
+    training_metadata,
 )
-from hardened.zoo.checkpoint import named_variables, save_pretrained
+from hardened.zoo.checkpoint import save_pretrained
 
 ATTACKS = ("pgd", "fgsm_rs")
 STATE_VERSION = 1
@@ -252,20 +254,19 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
     plot_training_curve(state["history"], out_dir / "training_curve.png", title=name)
 
     # Release in float32: same weights, a config without the bf16 policy.
-    final = build_in_policy(lambda: build_model(builder, **kwargs), "float32")
-    trained = named_variables(model)
-    for key, var in named_variables(final).items():
-        var.assign(keras.ops.convert_to_numpy(trained[key]).astype("float32"))
+    final = float32_copy(lambda: build_model(builder, **kwargs), model, by_name=True)
     acc = test_accuracy(final, *test)
     robust = _monitor(final, test, adv["eps"], monitor, seed)
     last = state["history"][-1] if state["history"] else {}
-    metadata = {
-        "model_name": out_dir.name,
-        "recipe": name,
-        "recipe_spec": recipe,
-        "fit": fit,
-        "architecture": {"builder": builder, "kwargs": kwargs},
-        "adversarial_training": {
+    metadata = checkpoint_metadata(
+        out_dir, name, recipe, fit=fit, builder=builder, kwargs=kwargs,
+        training=training_metadata(
+            policy, seed, max_train, len(x), started, epochs=epochs, history=state["history"],
+            train_accuracy_adversarial=last.get("accuracy"),
+            seconds_epochs=round(sum(r.get("seconds", 0.0) for r in state["history"]), 1),
+        ),
+        test_accuracy=acc, n_test=len(test[0]), dataset=dataset, note=note, started_from=started_from,
+        adversarial_training={
             **adv,
             "reference": ("Madry et al. 2018 (PGD adversarial training)" if adv["attack"] == "pgd" else
                           "Wong et al. 2020 (FGSM with random start, step 1.25 eps)"),
@@ -273,19 +274,9 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
             "crafted_against": "the current weights, before every optimizer step, in training precision "
                                f"{policy}, inference mode (training=False)",
         },
-        "training": {"epochs": epochs, "precision": policy, "seed": seed, "max_train": max_train,
-                     "n_train": int(len(x)), "history": state["history"],
-                     "train_accuracy_adversarial": last.get("accuracy"),
-                     "seconds_epochs": round(sum(r.get("seconds", 0.0) for r in state["history"]), 1),
-                     "seconds_total_this_run": round(time.perf_counter() - started, 1)},
-        "test_accuracy": acc,
-        "n_test": int(len(test[0])),
         # A training-time check only; the card's evaluation suite is the robustness result.
-        "monitor_pgd": robust or None,
-        "note": note,
-        **dataset_metadata(dataset),
-        **started_from,
-    }
+        monitor_pgd=robust or None,
+    )
     save_pretrained(final, out_dir, metadata=metadata)
     if not quiet:
         print(f"{name}: test accuracy {100 * acc:.2f} % on {len(test[0])} images -> {out_dir}")

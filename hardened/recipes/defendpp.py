@@ -68,13 +68,14 @@ from hardened.recipes.train import (
     ArrayBatches,
     WarmupLinearDecay,
     build_in_policy,
-    dataset_metadata,
+    checkpoint_metadata,
     load_split,
     plot_training_curve,
     provenance,
     read_log,
     resolve_precision,
     test_accuracy,
+    training_metadata,
 )
 from hardened.zoo.checkpoint import save_pretrained
 
@@ -690,21 +691,12 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
         info.update(decoder_folder=DECODER_DIR, encoder_taps=final.taps,
                     decoder_parameters=int(sum(int(np.prod(v.shape)) for v in final.decoder.trainable_weights)),
                     test_recon_mse=[float(np.mean((r - t) ** 2)) for r, t in zip(recons, targets)])
-    metadata = {
-        "model_name": out_dir.name,
-        "recipe": name,
-        "recipe_spec": copy.deepcopy(recipe),
-        "fit": fit,
-        "architecture": {"builder": builder, "kwargs": kwargs},
-        "training": {**summary, "precision": policy, "seed": int(seed), "max_train": max_train,
-                     "n_train": int(len(train[0])), "seconds_total_this_run": round(time.perf_counter() - started, 1)},
-        "test_accuracy": acc,
-        "n_test": int(len(test[0])),
-        "defendpp": info,
-        "note": note,
-        **dataset_metadata(dataset),
-        **started_from,
-    }
+    metadata = checkpoint_metadata(
+        out_dir, name, copy.deepcopy(recipe), fit=fit, builder=builder, kwargs=kwargs,
+        training=training_metadata(policy, seed, max_train, len(train[0]), started, **summary),
+        test_accuracy=acc, n_test=len(test[0]), dataset=dataset, note=note, started_from=started_from,
+        defendpp=info,
+    )
     save_pretrained(final.classifier, out_dir, metadata=metadata)
     if final.decoder is not None:
         dec_meta = {

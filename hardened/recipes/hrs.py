@@ -33,12 +33,14 @@ import numpy as np
 from hardened.models import build_model
 from hardened.recipes.train import (
     build_in_policy,
-    dataset_metadata,
+    checkpoint_metadata,
     fit_model,
+    float32_copy,
     load_split,
     provenance,
     resolve_precision,
     test_accuracy,
+    training_metadata,
 )
 from hardened.zoo.checkpoint import named_variables, save_pretrained
 
@@ -148,41 +150,29 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
 
     # Release in float32 and trainable: same weights, a config without the bf16 policy or frozen layers.
     keras.utils.set_random_seed(seed)
-    final = build_in_policy(lambda: build_model("hrs_cnn", **kwargs), "float32")
-    trained = named_variables(model)
-    for key, var in named_variables(final).items():
-        var.assign(keras.ops.convert_to_numpy(trained[key]).astype("float32"))
+    final = float32_copy(lambda: build_model("hrs_cnn", **kwargs), model, by_name=True)
     passes = [test_accuracy(final, *test) for _ in range(eval_passes)]
     acc = float(np.mean(passes))
 
     channels = [{"channel": k, **v} for k, v in sorted(state["done"].items(), key=lambda kv: _order(kv[0]))]
     _write_channel_table(channels, out_dir / "channel_accuracies.csv")
-    metadata = {
-        "model_name": out_dir.name,
-        "recipe": name,
-        "recipe_spec": recipe,
-        "fit": {"block1": fit1, "block2": fit2},
-        "architecture": {"builder": "hrs_cnn", "kwargs": kwargs},
-        "randomized": True,
-        "training": {
-            "procedure": "bottom-up (seed 004, Algorithm 1): each block-1 channel trained with fresh upper "
-                         "layers; block 1 frozen; each block-2 channel trained over the randomly switching block 1",
-            "channels": [n1, n2],
-            "block1": [c for c in channels if c["block"] == 1],
-            "block2": [c for c in channels if c["block"] == 2],
-            "precision": policy, "seed": seed, "max_train": max_train, "n_train": int(len(train[0])),
-            "seconds_channels": round(sum(c.get("seconds", 0.0) or 0.0 for c in channels), 1),
-            "seconds_total_this_run": round(time.perf_counter() - started, 1),
-        },
-        "test_accuracy": acc,
-        "test_accuracy_passes": passes,
-        "test_accuracy_note": f"random model: mean of {eval_passes} passes over the test set "
-                              "(one random path per batch of 512)",
-        "n_test": int(len(test[0])),
-        "note": note,
-        **dataset_metadata(dataset),
-        **started_from,
-    }
+    metadata = checkpoint_metadata(
+        out_dir, name, recipe, fit={"block1": fit1, "block2": fit2}, builder="hrs_cnn", kwargs=kwargs,
+        training=training_metadata(
+            policy, seed, max_train, len(train[0]), started,
+            procedure="bottom-up (seed 004, Algorithm 1): each block-1 channel trained with fresh upper "
+                      "layers; block 1 frozen; each block-2 channel trained over the randomly switching block 1",
+            channels=[n1, n2],
+            block1=[c for c in channels if c["block"] == 1],
+            block2=[c for c in channels if c["block"] == 2],
+            seconds_channels=round(sum(c.get("seconds", 0.0) or 0.0 for c in channels), 1),
+        ),
+        test_accuracy=acc, n_test=len(test[0]), dataset=dataset, note=note, started_from=started_from,
+        randomized=True,
+        test_accuracy_passes=passes,
+        test_accuracy_note=f"random model: mean of {eval_passes} passes over the test set "
+                           "(one random path per batch of 512)",
+    )
     save_pretrained(final, out_dir, metadata=metadata)
     say(f"{name}: test accuracy {100 * acc:.2f} % (mean of {eval_passes} random passes) on {len(test[0])} images "
         f"-> {out_dir}")

@@ -38,12 +38,14 @@ from hardened.layers.pruning import PrunableDense, iterative_pruning, sparsity_r
 from hardened.models import build_model
 from hardened.recipes.train import (
     build_in_policy,
-    dataset_metadata,
+    checkpoint_metadata,
     fit_model,
+    float32_copy,
     load_split,
     provenance,
     resolve_precision,
     test_accuracy,
+    training_metadata,
 )
 from hardened.zoo.checkpoint import load_pretrained, named_variables, save_pretrained
 
@@ -151,37 +153,26 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
                       conv_fraction=schedule["conv_fraction"], start_round=start_round, on_round_end=on_round_end)
 
     # Release in float32: same weights (masks included), a config without the bf16 policy.
-    final = build_in_policy(build, "float32")
-    final.set_weights(model.get_weights())
+    final = float32_copy(build, model)
     acc = test_accuracy(final, *test)
     report = sparsity_report(final)
     la = _logits_augmentation_summary(final, test, recipe.get("tau"))
     plot_prune_curve(table, out_dir / CURVE_NAME, title=name)
-    metadata = {
-        "model_name": out_dir.name,
-        "recipe": name,
-        "recipe_spec": recipe,
-        "fit": fit,
-        "architecture": {"builder": builder, "kwargs": kwargs},
-        "training": {"rounds": schedule["rounds"], "epochs_per_round": fit["epochs"], "precision": policy,
-                     "seed": int(seed), "max_train": max_train, "n_train": int(len(train[0])),
-                     "resumed_after_round": start_round or None,
-                     "seconds_total_this_run": round(time.perf_counter() - started, 1)},
-        "test_accuracy": acc,
-        "n_test": int(len(test[0])),
-        "base_checkpoint": {"folder": str(base_dir), "recipe": base_meta.get("recipe"), "weights_sha256": base_sha,
-                            "copied_layers": copied, "test_accuracy": base_meta.get("test_accuracy"),
-                            "test_accuracy_same_split": base_acc},
-        "accuracy_drop_vs_base": base_acc - acc,
-        "pruning": {**schedule, "table": table,
-                    "expected_density": {"conv": (1 - schedule["conv_fraction"]) ** schedule["rounds"],
-                                         "dense": (1 - schedule["dense_fraction"]) ** schedule["rounds"]}},
-        "sparsity": report,
-        "logits_augmentation": la,
-        "note": note,
-        **dataset_metadata(dataset),
-        **started_from,
-    }
+    metadata = checkpoint_metadata(
+        out_dir, name, recipe, fit=fit, builder=builder, kwargs=kwargs,
+        training=training_metadata(policy, seed, max_train, len(train[0]), started, rounds=schedule["rounds"],
+                                   epochs_per_round=fit["epochs"], resumed_after_round=start_round or None),
+        test_accuracy=acc, n_test=len(test[0]), dataset=dataset, note=note, started_from=started_from,
+        base_checkpoint={"folder": str(base_dir), "recipe": base_meta.get("recipe"), "weights_sha256": base_sha,
+                         "copied_layers": copied, "test_accuracy": base_meta.get("test_accuracy"),
+                         "test_accuracy_same_split": base_acc},
+        accuracy_drop_vs_base=base_acc - acc,
+        pruning={**schedule, "table": table,
+                 "expected_density": {"conv": (1 - schedule["conv_fraction"]) ** schedule["rounds"],
+                                      "dense": (1 - schedule["dense_fraction"]) ** schedule["rounds"]}},
+        sparsity=report,
+        logits_augmentation=la,
+    )
     save_pretrained(final, out_dir, metadata=metadata)
     print(f"{name}: {report['compression']:.2f}x fewer non-zero weights, test accuracy {100 * acc:.2f} % "
           f"(base {100 * base_acc:.2f} %) on {len(test[0])} images -> {out_dir}")

@@ -22,12 +22,14 @@ from hardened.models import build_model
 from hardened.recipes import presets
 from hardened.recipes.train import (
     build_in_policy,
-    dataset_metadata,
+    checkpoint_metadata,
     fit_model,
+    float32_copy,
     load_split,
     provenance,
     resolve_precision,
     test_accuracy,
+    training_metadata,
     whiten_conv,
 )
 from hardened.zoo.checkpoint import load_pretrained, save_pretrained
@@ -141,27 +143,18 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
             raise ValueError(f"Recipe {name!r} has unknown init {recipe['init']!r}.")
         summary = fit_model(model, train, test, out_dir, seed=seed, work_dir=work_dir, verbose=verbose, **fit)
     # Release in float32: same weights, a config without the bf16 policy.
-    final = build_in_policy(build, "float32")
-    final.set_weights(model.get_weights())
+    final = float32_copy(build, model)
     acc = test_accuracy(final, *test)
-    metadata = {
-        "model_name": out_dir.name,
-        "recipe": name,
-        "recipe_spec": recipe,
-        "fit": fit,
-        "architecture": {"builder": builder, "kwargs": kwargs},
-        "training": {**summary, "precision": policy, "seed": int(seed), "max_train": max_train,
-                     "n_train": int(len(train[0])), "seconds_total_this_run": round(time.perf_counter() - started, 1)},
-        "test_accuracy": acc,  # one pass; for a randomized model one draw of its randomness per batch
-        "n_test": int(len(test[0])),
+    metadata = checkpoint_metadata(
+        out_dir, name, recipe, fit=fit, builder=builder, kwargs=kwargs,
+        training=training_metadata(policy, seed, max_train, len(train[0]), started, **summary),
+        test_accuracy=acc,  # one pass; for a randomized model one draw of its randomness per batch
+        n_test=len(test[0]), dataset=dataset, note=note, started_from=started_from,
         # SAP / defensive dropout / noise baselines are random at inference: cards and evaluate need to know.
-        "randomized": bool(randomized_layers(final)),
-        "base_checkpoint": base_info,
-        "init": init_info,
-        "note": note,
-        **dataset_metadata(dataset),
-        **started_from,
-    }
+        randomized=bool(randomized_layers(final)),
+        base_checkpoint=base_info,
+        init=init_info,
+    )
     save_pretrained(final, out_dir, metadata=metadata)
     print(f"{name}: test accuracy {100 * acc:.2f} % on {len(test[0])} images -> {out_dir}")
     return out_dir

@@ -24,6 +24,7 @@ import numpy as np
 
 from hardened._provenance import command_line, git_commit  # noqa: F401  (re-exported)
 from hardened.data import dataset_info, load_dataset
+from hardened.zoo.checkpoint import named_variables
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
@@ -199,6 +200,93 @@ def dataset_metadata(dataset):
                 "reachable): pixels differ from the official files, test set in class round-robin order")
     return {"dataset": info.name, "data_copy": copy, "class_names": list(info.class_names),
             "preprocessing": {"input_range": [0.0, 1.0], "layout": "NHWC", "normalisation": "inside the model"}}
+
+
+def float32_copy(build_fn, model, *, by_name=False):
+    """A float32 rebuild of ``model`` holding its weights: the release copy of a (mixed-precision) run.
+
+    The copy has the same weights and a config without the training dtype
+    policy, so a checkpoint never records ``mixed_bfloat16``.
+
+    Args:
+        build_fn: Builds the architecture of ``model`` (called under the float32 policy).
+        model: The trained model.
+        by_name: Match variables by their `named_variables` keys (cast to
+            float32) instead of by position (`set_weights`).
+
+    Returns:
+        The float32 model.
+    """
+    final = build_in_policy(build_fn, "float32")
+    if not by_name:
+        final.set_weights(model.get_weights())
+        return final
+    trained = named_variables(model)
+    for key, var in named_variables(final).items():
+        var.assign(keras.ops.convert_to_numpy(trained[key]).astype("float32"))
+    return final
+
+
+def training_metadata(precision, seed, max_train, n_train, started, **extra):
+    """The ``"training"`` entry of a checkpoint's metadata.
+
+    Args:
+        precision: The resolved dtype policy the run trained in.
+        seed: The run's seed.
+        max_train: The ``max_train`` limit asked for (``None``: the whole training set).
+        n_train: Number of training images used.
+        started: `time.perf_counter` value at the start of the run;
+            ``seconds_total_this_run`` is measured up to this call.
+        **extra: The runner's own entries (e.g. `fit_model`'s summary), placed first.
+
+    Returns:
+        Dict: ``extra``, then ``precision``, ``seed``, ``max_train``, ``n_train``
+        and ``seconds_total_this_run``.
+    """
+    return {**extra, "precision": precision, "seed": int(seed), "max_train": max_train, "n_train": int(n_train),
+            "seconds_total_this_run": round(time.perf_counter() - started, 1)}
+
+
+def checkpoint_metadata(out_dir, name, recipe, *, fit, builder, kwargs, training, test_accuracy, n_test, dataset,
+                        note=None, started_from=None, **extra):
+    """The ``metadata.json`` content every recipe runner writes with its checkpoint.
+
+    Args:
+        out_dir: The checkpoint folder (its name is the ``model_name``).
+        name: The recipe's name.
+        recipe: The recipe dict as run (recorded as ``recipe_spec``).
+        fit: The training settings used.
+        builder: Builder name of the architecture.
+        kwargs: Builder keyword arguments.
+        training: The ``"training"`` entry (see `training_metadata`).
+        test_accuracy: Test accuracy of the released model.
+        n_test: Number of test images it was measured on.
+        dataset: Dataset name (`dataset_metadata` adds its class names and caveats).
+        note: Free text from the caller.
+        started_from: `provenance` taken when the run started.
+        **extra: The runner's own entries, placed after ``n_test``.
+
+    Returns:
+        The metadata dict.
+
+    Raises:
+        ValueError: An ``extra`` key would replace a common entry.
+    """
+    head = {
+        "model_name": Path(out_dir).name,
+        "recipe": name,
+        "recipe_spec": recipe,
+        "fit": fit,
+        "architecture": {"builder": builder, "kwargs": kwargs},
+        "training": training,
+        "test_accuracy": test_accuracy,
+        "n_test": int(n_test),
+    }
+    tail = {"note": note, **dataset_metadata(dataset), **(started_from or {})}
+    clash = sorted(set(extra) & (set(head) | set(tail)))
+    if clash:
+        raise ValueError(f"checkpoint_metadata: extra entries {clash} would replace common ones.")
+    return {**head, **extra, **tail}
 
 
 def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9,
