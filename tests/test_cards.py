@@ -482,3 +482,24 @@ def test_seed003_card_section_shows_accuracy_beside_the_paper_and_the_undefended
     meta = yaml.safe_load(_front_matter(text))
     names = {m["name"] for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert "Accuracy under FGSM (linf 0.05; suite seed003)" in names
+
+
+def test_defendpp_card_compares_clean_accuracy_with_its_no_decoder_control(tmp_path):
+    meta = json.loads((FIXTURES / "mlp-mnist" / "metadata.json").read_text())
+    info = {"decoder": True, "loss": "CE + MSE", "lambda": 0.01, "scale_sizes": [[28, 28], [14, 14]],
+            "encoder_taps": ["stage1_out", "stage2_out"], "decoder_parameters": 1234, "test_recon_mse": [0.001, 0.02]}
+    folder = tmp_path / "resnet18-defendpp-mnist"
+    folder.mkdir()
+    (folder / "metadata.json").write_text(json.dumps({**meta, "test_accuracy": 0.9947, "n_test": 10000,
+                                                       "defendpp": info}))
+    text = _render(folder)
+    assert "1,234 decoder parameters" in text and "0.0010, 0.0200" in text
+    assert "without the decoder" not in text  # no control folder beside it: no comparison line
+    control = tmp_path / "resnet18-mnist"
+    control.mkdir()
+    (control / "metadata.json").write_text(json.dumps({**meta, "test_accuracy": 0.9930,
+                                                        "defendpp": {**info, "decoder": False}}))
+    text = _render(folder)
+    assert ("Clean test accuracy 99.47 % against 99.30 % for `resnet18-mnist`" in text
+            and "(+0.17 points; 10000 test images" in text)
+    assert "decoder parameters" not in _render(control)

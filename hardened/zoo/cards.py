@@ -92,7 +92,10 @@ DEFENSE_TEXTS = {
             "model is random at inference."),
     "defendpp": ("**Defend++ bottleneck reinforcement** (seed 003): the classifier's first blocks are shared "
                  "with an auto-encoder whose decoder reconstructs multi-scale DCT low-pass versions of the "
-                 "image; the classifier is trained jointly with the reconstruction losses."),
+                 "image; the classifier is trained jointly with the reconstruction losses. The decoder is "
+                 "training-time only (saved in `decoder/` for inspection). Deviation from the paper: each scale's "
+                 "reconstruction passes through a BatchNormalization (gamma initialised to 0) that the paper's U/H "
+                 "modules do not have; without it the decoder diverged to NaN under SGD here."),
     "sap": ("**Stochastic activation pruning** (baseline of seed 004): activations are dropped at random at "
             "inference with probability proportional to their magnitude, so the model is random."),
     "dropout": ("**Defensive dropout** (baseline of seed 004): dropout kept active at inference, so the model "
@@ -715,6 +718,7 @@ class _Card:
             spec = {k: v for k, v in self.view.items() if k != "base"}
             lines += [f"Transform parameters of this view: `{json.dumps(spec, sort_keys=True)}`.", ""]
         lines += self._pruning_lines()
+        lines += self._defendpp_lines()
         return lines
 
     def _pruning_lines(self):
@@ -743,6 +747,28 @@ class _Card:
                       f"bias, so the top class can change: it agreed with the pruned model's on "
                       f"{100 * la['argmax_agreement']:.2f} % of the test images (accuracy "
                       f"{100 * la['test_accuracy']:.2f} %; from the training run's metadata).", ""]
+        return lines
+
+    def _defendpp_lines(self):
+        """Defend++ training facts and the clean accuracy of its no-decoder control, from the runs' metadata."""
+        info = self.metadata.get("defendpp")
+        if not isinstance(info, dict) or not info.get("decoder"):
+            return []
+        sizes = " → ".join("x".join(map(str, s)) for s in info.get("scale_sizes") or [])
+        mse = ", ".join(f"{v:.4f}" for v in info.get("test_recon_mse") or [])
+        lines = [f"Training: loss `{info.get('loss')}` with λ = {info.get('lambda')}, scales {sizes}, "
+                 f"decoder taps {', '.join(f'`{t}`' for t in info.get('encoder_taps') or [])} "
+                 f"({info.get('decoder_parameters', 0):,} decoder parameters, not part of inference); "
+                 f"test reconstruction MSE per scale: {mse}.", ""]
+        control = self.folder.parent / "-".join(t for t in self.name.split("-") if _kind(t) in (None, "base"))
+        control_meta = _read_json(control / METADATA_NAME) if (control / METADATA_NAME).is_file() else None
+        acc = self.metadata.get("test_accuracy")
+        if isinstance(control_meta, dict) and control_meta.get("test_accuracy") is not None and acc is not None:
+            c_acc = control_meta["test_accuracy"]
+            lines += [f"Clean test accuracy {100 * acc:.2f} % against {100 * c_acc:.2f} % for `{control.name}`, the "
+                      f"same network, initialisation, batches and schedule trained without the decoder "
+                      f"({100 * (acc - c_acc):+.2f} points; {self.metadata.get('n_test', '?')} test images; "
+                      "from both training runs' metadata).", ""]
         return lines
 
     def clean_section(self):

@@ -221,6 +221,23 @@ REGISTRY = {
         "arch": "cw_cnn", "defense": "prune-la", "dataset": "mnist",
         "summary": "Seed 002 level two: logits augmentation (w <- 4 w on the logits kernel) of cwcnn-prune-mnist.",
     },
+    # ---- MNIST, ResNet-18 at width 0.5 (seed 003: Defend++ and its control) -----------------
+    "resnet18-mnist": {
+        "repo_id": "hardened-zoo/resnet18-mnist", "revision": None,
+        "sha256": "9c8114a2699f992eb19f8b85f60a7e37ee28e7dea719807ea4c2d52dcfeb0626",
+        "config_sha256": "8a7e781eb29beca24412257c8652c857ca6cc05b7d77c7af5e76bbc976aa7cbe",
+        "aliases": [], "arch": "resnet18", "defense": "none", "dataset": "mnist",
+        "summary": "Undefended ResNet-18 (width 0.5), the control of resnet18-defendpp-mnist: same init, batches "
+                   "and schedule, no decoder.",
+    },
+    "resnet18-defendpp-mnist": {
+        "repo_id": "hardened-zoo/resnet18-defendpp-mnist", "revision": None,
+        "sha256": "7e1bc165e6eda461ecff56b41b3c834a16274a77959ca7d632439fae11c3cf94",
+        "config_sha256": "8a7e781eb29beca24412257c8652c857ca6cc05b7d77c7af5e76bbc976aa7cbe",
+        "aliases": ["defendpp-mnist"], "arch": "resnet18", "defense": "defendpp", "dataset": "mnist",
+        "summary": "Seed 003 Defend++: ResNet-18 (width 0.5) trained jointly with a multi-scale DCT low-pass "
+                   "decoder on its first blocks; the classifier alone (decoder/ beside it for inspection).",
+    },
 }
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
