@@ -503,3 +503,18 @@ def test_defendpp_card_compares_clean_accuracy_with_its_no_decoder_control(tmp_p
     assert ("Clean test accuracy 99.47 % against 99.30 % for `resnet18-mnist`" in text
             and "(+0.17 points; 10000 test images" in text)
     assert "decoder parameters" not in _render(control)
+
+
+def test_weak_unbounded_l2_attack_is_flagged_in_a_paper_suite(tmp_path):
+    folder = tmp_path / "resnet18-mnist"
+    shutil.copytree(FIXTURES / "mlp-mnist", folder)
+    results = _paper_suite_results("seed003", "mnist", folder.name, success=0.9)
+    by_name = {e["name"]: e for e in results["attacks"]}
+    by_name["C&W"].update(n_success=4, n_attacked=496, success_rate=4 / 496)
+    by_name["DDN"].update(n_success=496, n_attacked=496, success_rate=1.0)
+    _write_results(folder, results, "results_seed003.json")
+    text = _render(folder)
+    assert "**Weak attack:** C&W (0.8 %) succeeded far less often than DDN (100.0 %)" in text
+    by_name["C&W"].update(n_success=400, success_rate=400 / 496)  # 80.6 %: within 0.2 of DDN, not flagged
+    _write_results(folder, results, "results_seed003.json")
+    assert "Weak attack" not in _render(folder)

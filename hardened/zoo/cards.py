@@ -988,11 +988,37 @@ class _Card:
         clean += [f"paper {p['label']} {p['clean_accuracy']:g} %" for p in papers
                   if p.get("clean_accuracy") is not None]
         lines += ["Clean accuracy: " + "; ".join(clean) + ".", ""]
+        lines += self._weaker_l2_attack_lines(rows_in)
         lines += self.not_run(suite)
         if papers:
             lines += [f"Paper columns: {spec['source']}; {spec['protocol']}. The paper's model is not this one; "
                       "an empty cell (–) means the summary quotes no number for that attack.", ""]
         return lines
+
+    #: A minimal-distortion l2 attack this much below the strongest one of the same table is flagged as weak.
+    WEAK_L2_GAP = 0.2
+
+    def _weaker_l2_attack_lines(self, rows_in):
+        """Warn when an unbounded (minimal-distortion) l2 attack of a paper suite is far below another one.
+
+        Both try to misclassify every image at any l2 distance, so the weaker one
+        failed as an attack (e.g. seed 003's C&W 5 x 20 barely moves MNIST's
+        saturated 0/1 pixels in tanh space); its accuracy-under-attack overstates
+        robustness, and the card must say so rather than let the row stand alone.
+        """
+        l2 = [e for _, e in rows_in if e.get("norm") == "l2" and e.get("eps") is None and not _is_transfer(e)
+              and not e.get("targeted") and e.get("status") == "ok" and e.get("success_rate") is not None]
+        if len(l2) < 2:
+            return []
+        best = max(l2, key=lambda e: e["success_rate"])
+        weak = [e for e in l2 if best["success_rate"] - e["success_rate"] >= self.WEAK_L2_GAP]
+        if not weak:
+            return []
+        names = ", ".join(f"{e['name']} ({format_rate(e['success_rate'])})" for e in weak)
+        return [f"**Weak attack:** {names} succeeded far less often than {best['name']} "
+                f"({format_rate(best['success_rate'])}), although both are unbounded ℓ2 attacks that may use any "
+                "distortion. The paper's budget for it is too small here, so its accuracy under attack overstates "
+                f"this model's robustness; read the {best['name']} row and the adaptive suite instead.", ""]
 
     def not_run(self, suite):
         """A line naming the suite's attacks that an ``only=`` selection left out (never silently dropped)."""
