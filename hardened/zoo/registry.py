@@ -238,6 +238,15 @@ REGISTRY = {
         "summary": "Seed 003 Defend++: ResNet-18 (width 0.5) trained jointly with a multi-scale DCT low-pass "
                    "decoder on its first blocks; the classifier alone (decoder/ beside it for inspection).",
     },
+    # ---- CIFAR-10, ResNet-18 at width 0.5 (seed 003's control; resnet18-defendpp-cifar10 is not trained yet) ----
+    "resnet18-cifar10": {
+        "repo_id": "hardened-zoo/resnet18-cifar10", "revision": None,
+        "sha256": "c8286ba15a2cc6f28871f8f37a51ca8ad367a0c2d72fabe47657014bcc0f72b5",
+        "config_sha256": "a83385471bb4442e7b498711be40004330457fd2a1fdd3a1a6523bbd9e8f05e0",
+        "aliases": [], "arch": "resnet18", "defense": "none", "dataset": "cifar10",
+        "summary": "Undefended ResNet-18 (width 0.5, 12 epochs), the control of the Defend++ CIFAR-10 recipe: same "
+                   "init, batches and schedule as resnet18-defendpp-cifar10, no decoder.",
+    },
 }
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
