@@ -41,7 +41,7 @@ def synthetic(n, seed):
 
 
 TRAIN, TEST = synthetic(256, 0), synthetic(64, 1)
-BASE_FIT = {"epochs": 4, "batch_size": 32, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+BASE_FIT = {"epochs": 10, "batch_size": 32, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
             "warmup_epochs": 0.5, "augment": None}
 RECIPES = {
     "tcw-base": {"kind": "base", "builder": "cw_cnn", "dataset": "mnist",
