@@ -760,7 +760,7 @@ class _Card:
                  f"decoder taps {', '.join(f'`{t}`' for t in info.get('encoder_taps') or [])} "
                  f"({info.get('decoder_parameters', 0):,} decoder parameters, not part of inference); "
                  f"test reconstruction MSE per scale: {mse}.", ""]
-        control = self.folder.parent / "-".join(t for t in self.name.split("-") if _kind(t) in (None, "base"))
+        control = self.folder.parent / self.undefended_name()
         control_meta = _read_json(control / METADATA_NAME) if (control / METADATA_NAME).is_file() else None
         acc = self.metadata.get("test_accuracy")
         if isinstance(control_meta, dict) and control_meta.get("test_accuracy") is not None and acc is not None:
@@ -886,6 +886,10 @@ class _Card:
         return lines + self.attack_table("adaptive") + [""] + self.not_run("adaptive")
 
     # ----------------------------------------------------------------- paper suites (seeds 002, 003)
+    def undefended_name(self):
+        """This card's name without its defense tokens: its undefended sibling (or control) release."""
+        return "-".join(t for t in self.name.split("-") if _kind(t) in (None, "base"))
+
     def undefended_results(self, suite):
         """``(name, results)`` of the undefended sibling card's evaluation with ``suite``, or ``None``.
 
@@ -896,7 +900,7 @@ class _Card:
         """
         if self.kinds == ["base"]:
             return None
-        name = "-".join(t for t in self.name.split("-") if _kind(t) in (None, "base"))
+        name = self.undefended_name()
         folder = self.folder.parent / name
         if name == self.name or not folder.is_dir():
             return None
