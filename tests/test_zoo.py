@@ -497,5 +497,6 @@ def test_logits_augmentation_view_accepts_the_layer_as_a_string_or_a_one_item_li
     for layers in ("logits", ["logits"], None):
         view = apply_view(model, {"transform": "logits_augmentation", "eps": 4.0, "layers": layers})
         np.testing.assert_allclose(keras.ops.convert_to_numpy(view(x)) - bias, 4.0 * (logits - bias), rtol=1e-5, atol=1e-5)
+        assert view.name == model.name + "_la"  # reports name it for what it is, not "..._gi2"
     with pytest.raises(ValueError, match="one layer"):
         apply_view(model, {"transform": "logits_augmentation", "eps": 4.0, "layers": ["fc1", "logits"]})

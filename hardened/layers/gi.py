@@ -173,7 +173,10 @@ def logits_augmentation(model, tau, layer=None):
     if not float(tau) >= 1:
         raise ValueError(f"logits augmentation needs tau >= 1, got {tau!r}.")
     layers = [layer] if layer is not None else _resolve_targets(model, None, 1)
-    return apply_gi(model, "gi2", float(tau) - 1.0, layers=layers)
+    view = apply_gi(model, "gi2", float(tau) - 1.0, layers=layers)
+    # Named for what it is, so reports do not call a logits-augmented model "..._gi2".
+    view.name = view.name.removesuffix("_gi2") + "_la"
+    return view
 
 
 def remove_gi(model):
@@ -185,7 +188,7 @@ def _rebuild(model, clone_function, suffix):
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
         raise TypeError("GI views need a functional keras.Model (as built by hardened.models).")
     name = model.name
-    for s in ("_gi1", "_gi2", "_gi3"):
+    for s in ("_gi1", "_gi2", "_gi3", "_la"):
         name = name.removesuffix(s)
     new = keras.models.clone_model(model, clone_function=clone_function)
     new.name = name + suffix
