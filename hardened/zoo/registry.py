@@ -238,14 +238,31 @@ REGISTRY = {
         "summary": "Seed 003 Defend++: ResNet-18 (width 0.5) trained jointly with a multi-scale DCT low-pass "
                    "decoder on its first blocks; the classifier alone (decoder/ beside it for inspection).",
     },
-    # ---- CIFAR-10, ResNet-18 at width 0.5 (seed 003's control; resnet18-defendpp-cifar10 is not trained yet) ----
+    # ---- CIFAR-10, ResNet-18 at width 0.5 (seed 003: Defend++ and its control) ---------------
     "resnet18-cifar10": {
         "repo_id": "hardened-zoo/resnet18-cifar10", "revision": None,
         "sha256": "c8286ba15a2cc6f28871f8f37a51ca8ad367a0c2d72fabe47657014bcc0f72b5",
         "config_sha256": "a83385471bb4442e7b498711be40004330457fd2a1fdd3a1a6523bbd9e8f05e0",
         "aliases": [], "arch": "resnet18", "defense": "none", "dataset": "cifar10",
-        "summary": "Undefended ResNet-18 (width 0.5, 12 epochs), the control of the Defend++ CIFAR-10 recipe: same "
-                   "init, batches and schedule as resnet18-defendpp-cifar10, no decoder.",
+        "summary": "Undefended ResNet-18 (width 0.5, 12 epochs), the control of resnet18-defendpp-cifar10: same "
+                   "init, batches and schedule, no decoder.",
+    },
+    "resnet18-defendpp-cifar10": {
+        "repo_id": "hardened-zoo/resnet18-defendpp-cifar10", "revision": None,
+        "sha256": "ac3e47a125777da508784ee1501019e2eeedf147678294b1a7624f83620fc298",
+        "config_sha256": "a83385471bb4442e7b498711be40004330457fd2a1fdd3a1a6523bbd9e8f05e0",
+        "aliases": ["defendpp-cifar10"], "arch": "resnet18", "defense": "defendpp", "dataset": "cifar10",
+        "summary": "Seed 003 Defend++: ResNet-18 (width 0.5, 12 epochs) trained jointly with a multi-scale DCT "
+                   "low-pass decoder sharing its first 3 stages; the classifier alone (decoder/ beside it).",
+    },
+    # ---- CIFAR-10, Carlini & Wagner's 4-conv + 3-FC net (seed 002's base) ----------------------
+    "cwcnn-cifar10": {
+        "repo_id": "hardened-zoo/cwcnn-cifar10", "revision": None,
+        "sha256": "e4231eb447d8d9582cbe6aacd2228743895b974a44960482a548e216a7df15b6",
+        "config_sha256": "cefdb063102ca0274d07a886eb03cf24daa5e451c1083660cc2462e9c67aa95e",
+        "aliases": [], "arch": "cw_cnn", "defense": "none", "dataset": "cifar10",
+        "summary": "Undefended 4-conv + 3-FC CNN (seed 002), 20 epochs; the base of the CIFAR-10 pruning recipe "
+                   "(cwcnn-prune-cifar10, `hardened train cwcnn-prune-cifar10 --base model_cards/cwcnn-cifar10`).",
     },
 }
 
