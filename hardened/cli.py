@@ -150,7 +150,8 @@ def build_parser():
     train.add_argument("--lr", type=float, default=None, help="override the recipe's peak learning rate")
     train.add_argument("--batch-size", type=_int_at_least(1), default=None, help="override the batch size")
     train.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_bfloat16"],
-                       help="auto: mixed_bfloat16 on TensorFlow, float32 elsewhere")
+                       help="auto: mixed_bfloat16 on TensorFlow with a GPU or a bf16-native CPU "
+                            "(AVX512-BF16/AMX), float32 elsewhere")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-train", type=_int_at_least(1), default=None, help="use the first N training images")
     train.add_argument("--max-test", type=_int_at_least(1), default=None, help="use the first N test images")

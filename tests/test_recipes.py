@@ -449,3 +449,39 @@ def test_data_parallel_jax_two_cpu_devices():
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="spawns its own TF process; run once, under KERAS_BACKEND=tensorflow")
 def test_data_parallel_tensorflow_two_cpu_devices():
     _check_data_parallel(_run_two_device("tensorflow", _DP_TF))
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse2 avx2 avx512f", False),         # AVX2/AVX512 without bf16: emulated, slower than float32
+    ("fpu avx2 avx512f avx512_bf16", True),
+    ("fpu avx2 amx_bf16 amx_tile", True),
+])
+def test_cpu_bf16_detection_from_cpuinfo_flags(tmp_path, flags, expected):
+    from hardened.recipes.train import cpu_has_native_bf16, cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: {flags}\n\n"
+                    f"processor\t: 1\nflags\t\t: {flags}\n")
+    assert cpu_has_native_bf16(info) is expected
+    assert cpu_model(info) == "Some CPU 9000"
+    assert cpu_has_native_bf16(tmp_path / "missing") is None
+
+
+def test_auto_precision_follows_native_bf16(monkeypatch):
+    from hardened.recipes import train as train_mod
+
+    assert train_mod.resolve_precision("float32") == "float32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        train_mod.resolve_precision("fp16")
+    if keras.backend.backend() != "tensorflow":
+        assert train_mod.resolve_precision("auto") == "float32"
+        return
+    import tensorflow as tf
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: False)
+    assert train_mod.resolve_precision("auto") == "float32"
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
+    assert train_mod.resolve_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: None)  # unknown: keep the old default
+    assert train_mod.resolve_precision("auto") == "mixed_bfloat16"

@@ -74,7 +74,7 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
             ``runs/recipes/<base recipe>``).
         work_dir: `BackupAndRestore` state (default ``out_dir/_backup``).
         data_dir: Dataset folder (see `hardened.data.load_dataset`).
-        precision: ``"auto"`` (mixed_bfloat16 on TensorFlow), ``"float32"``
+        precision: ``"auto"`` (mixed_bfloat16 on TensorFlow where bf16 is native), ``"float32"``
             or ``"mixed_bfloat16"``.
         seed: Seed of weight initialisation, shuffling and augmentation.
         max_train, max_test: Use only the first images (smoke tests).
