@@ -264,6 +264,20 @@ REGISTRY = {
         "summary": "Undefended 4-conv + 3-FC CNN (seed 002), 20 epochs; the base of the CIFAR-10 pruning recipe "
                    "(cwcnn-prune-cifar10, `hardened train cwcnn-prune-cifar10 --base model_cards/cwcnn-cifar10`).",
     },
+    "cwcnn-prune-cifar10": {
+        "repo_id": "hardened-zoo/cwcnn-prune-cifar10", "revision": None,
+        "sha256": "ed4e7b2e37d65d6be167efd79e56c35c0fa9c87ddf6949e868d6011cb4b7e3d1",
+        "config_sha256": "7c3f13253b16f6881a52582d23642c12a8203bbeba0b93dee31fc022c77e69a2",
+        "aliases": ["prune-cifar10"], "arch": "cw_cnn", "defense": "prune", "dataset": "cifar10",
+        "summary": "Seed 002: cwcnn-cifar10 pruned by magnitude in 20 rounds (10 % FC / 5 % conv of the remaining "
+                   "weights per round, 1 retraining epoch each).",
+    },
+    "cwcnn-prune-la-cifar10": {
+        "base": "cwcnn-prune-cifar10", "view": {"transform": "logits_augmentation", "eps": 6.0, "seed": 0},
+        "repo_id": "hardened-zoo/cwcnn-prune-la-cifar10", "aliases": ["prune-la-cifar10"],
+        "arch": "cw_cnn", "defense": "prune-la", "dataset": "cifar10",
+        "summary": "Seed 002 level two: logits augmentation (w <- 6 w on the logits kernel) of cwcnn-prune-cifar10.",
+    },
 }
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
