@@ -164,6 +164,15 @@ def whiten_conv(model, layer_name, x, n_images=5000, eps=5e-4):
     return [float(v) for v in eigvals]
 
 
+def _cpuinfo_lines(cpuinfo):
+    """``(key, value)`` pairs of a ``/proc/cpuinfo``-style file; empty where it cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return []
+    return [tuple(part.strip() for part in line.split(":", 1)) for line in text.splitlines() if ":" in line]
+
+
 def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo"):
     """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16); ``None`` where unknown.
 
@@ -171,28 +180,14 @@ def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo"):
     several times *slower* than float32 (measured on an AVX2-only AMD EPYC with the
     seed 002 CIFAR-10 CNN: 20 img/s against 149 img/s in float32).
     """
-    try:
-        text = open(cpuinfo).read()
-    except OSError:
-        return None
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-    if not flags:
-        return None
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    flags = {flag for key, value in _cpuinfo_lines(cpuinfo) if key == "flags" for flag in value.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) if flags else None
 
 
 def cpu_model(cpuinfo="/proc/cpuinfo"):
     """The CPU's model name (Linux), else ``platform.processor()``; it decides bf16 speed."""
-    try:
-        for line in open(cpuinfo):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
+    names = [value for key, value in _cpuinfo_lines(cpuinfo) if key == "model name"]
+    return names[0] if names else (platform.processor() or None)
 
 
 def resolve_precision(precision):
