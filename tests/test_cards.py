@@ -454,6 +454,27 @@ def test_seed002_card_section_with_paper_undefended_and_grey_box_columns(tmp_pat
     assert "paper:" not in plain_header and "undefended" in plain_header
 
 
+def test_transfer_beating_white_box_flags_masking_in_a_saved_card(tmp_path):
+    # Results saved before the transfer check existed get it at rendering, from their own rows.
+    source = {"model_name": "cwcnn-mnist", "weights_sha256": "ab" * 32, "recorded_from": "hardened_metadata"}
+    folder = tmp_path / "cwcnn-prune-la-mnist"
+    folder.mkdir()
+    results = _paper_suite_results("seed002", "mnist", folder.name, source)
+    results["flags"] = [f for f in results["flags"] if f["name"] != "transfer_stronger_than_white_box"]
+    results["gradient_masking"] = False
+    for e in results["attacks"]:
+        if e["name"] in ("FGSM-0.25", "Grey-FGSM-0.25"):
+            e.update(n_success=10 if e["name"] == "FGSM-0.25" else 30)
+            e["success_rate"] = e["n_success"] / e["n_attacked"]
+    _write_results(folder, results, "results_seed002.json")
+    text = _render(folder)
+    assert "**Warning: gradient masking detected." in text
+    row = next(line for line in text.splitlines() if line.startswith("| transfer_stronger_than_white_box |"))
+    assert "| **yes** |" in row and "Grey-FGSM-0.25 78.9% (crafted on cwcnn-mnist) vs FGSM-0.25 26.3%" in row
+    assert "computed from the saved rows when this card was rendered" in row
+    assert "its white-box rows of that attack measure the gradients" in text
+
+
 def test_seed003_card_section_shows_accuracy_beside_the_paper_and_the_undefended_network(tmp_path):
     yaml = pytest.importorskip("yaml")
     defended = tmp_path / "resnet18-defendpp-cifar10"

@@ -14,7 +14,7 @@ unreliable, so the adaptive suite then adds EOT and fixed-randomness attacks and
 The cheap checks (`run_masking_checks`) run on every evaluation: an ε-sweep of
 FGSM, PGD-CE and PGD-margin on a subset, the share of exactly-zero CE input
 gradients, two forward passes for randomness, and a short Square run as the
-black-box reference. `flags_from_attacks` adds the comparisons that the
+black-box reference. `finalize_flags` adds the comparisons that the
 suite's own results allow.
 """
 
@@ -33,17 +33,22 @@ EPS_DROP = 0.10
 EPS_MIN_RISE = 0.05
 UNBOUNDED_SUCCESS = 0.99
 BLACK_BOX_LEAD = 0.10
+TRANSFER_LEAD = 0.10
 EOT_LEAD = 0.10
 
 THRESHOLDS = {
     "zero_gradients": ZERO_GRADIENT_SHARE, "ce_margin_gap": CE_MARGIN_GAP,
     "iterative_weaker_than_single_step": SINGLE_STEP_LEAD, "no_increase_with_eps": EPS_DROP,
     "unbounded_not_100": UNBOUNDED_SUCCESS, "black_box_stronger_than_white_box": BLACK_BOX_LEAD,
-    "eot_stronger_than_plain": EOT_LEAD,
+    "transfer_stronger_than_white_box": TRANSFER_LEAD, "eot_stronger_than_plain": EOT_LEAD,
 }
 
 FLAG_NAMES = ("zero_gradients", "ce_margin_gap", "iterative_weaker_than_single_step", "no_increase_with_eps",
-              "unbounded_not_100", "black_box_stronger_than_white_box", "eot_stronger_than_plain", "randomized")
+              "unbounded_not_100", "black_box_stronger_than_white_box", "transfer_stronger_than_white_box",
+              "eot_stronger_than_plain", "randomized")
+
+#: Flags computed from the attack rows alone; `refresh_flags` adds them to results saved before they existed.
+ROW_FLAGS = ("transfer_stronger_than_white_box",)
 
 #: Sweep settings: a diagnostic, not a reported robustness number.
 SWEEP_STEPS = 20
@@ -336,6 +341,46 @@ def check_black_box(attack_results=(), square=None, square_error=None):
                 "threat": e[4]} for e in evidence])
 
 
+def _same_attack(a, b):
+    """Same attack, threat model and parameters (the seed aside): a transfer row and its white-box twin."""
+    strip = lambda p: {k: v for k, v in (p or {}).items() if k != "seed"}  # noqa: E731
+    return (a.get("attack") == b.get("attack") and a.get("threat") == b.get("threat")
+            and strip(a.get("params")) == strip(b.get("params")))
+
+
+def check_transfer(attack_results=()):
+    """Transfer rows against the same attack run white-box on this model.
+
+    Examples crafted on another model (``transfer_source``) must not fool this
+    model more often than the same attack using this model's own gradients;
+    when they do, its gradients are misleading (Carlini et al. 2019, Sec. 5:
+    "transfer attacks should be weaker than white-box ones"). Unlike
+    ``black_box_stronger_than_white_box``, which compares with the strongest
+    white-box attack of the threat model, this pairs each transfer row with
+    its own twin, so it shows which white-box rows overstate robustness even
+    when a stronger iterative attack still succeeds.
+    """
+    ok = [r for r in attack_results if r.get("status") == "ok" and r.get("success_rate") is not None
+          and not math.isnan(r["success_rate"])]
+    evidence = []
+    for t in (r for r in ok if r.get("transfer_source") is not None):
+        for w in ok:
+            if w.get("transfer_source") is None and not w.get("black_box") and _same_attack(t, w):
+                evidence.append((t["name"], t["success_rate"], w["name"], w["success_rate"], t["threat"],
+                                 t["transfer_source"]))
+    if not evidence:
+        return make_flag("transfer_stronger_than_white_box", False,
+                         "not evaluated: no transfer attack with a white-box twin on this model", evaluated=False)
+    worst = max(evidence, key=lambda e: e[1] - e[3])
+    lead = worst[1] - worst[3]
+    return make_flag(
+        "transfer_stronger_than_white_box", lead > TRANSFER_LEAD,
+        f"largest transfer lead: {worst[0]} {worst[1]:.1%} (crafted on {worst[5]}) vs {worst[2]} {worst[3]:.1%} "
+        f"white-box ({worst[4]}; {lead * 100:+.1f} points; threshold {TRANSFER_LEAD * 100:.0f})",
+        value=[{"transfer": e[0], "transfer_rate": e[1], "white_box": e[2], "white_box_rate": e[3],
+                "threat": e[4], "transfer_source": e[5]} for e in evidence])
+
+
 def check_eot(attack_results=()):
     ok = {r["name"]: r for r in attack_results if r.get("status") == "ok"}
     evidence = []
@@ -425,8 +470,30 @@ def finalize_flags(cheap, attack_results=()):
     by_name["iterative_weaker_than_single_step"] = check_iterative_vs_single(cheap["eps_sweep"], results)
     by_name["black_box_stronger_than_white_box"] = check_black_box(results, cheap.get("square"),
                                                                    cheap.get("square_error"))
+    by_name["transfer_stronger_than_white_box"] = check_transfer(results)
     by_name["eot_stronger_than_plain"] = check_eot(results)
     return [by_name[name] for name in FLAG_NAMES if name in by_name]
+
+
+def refresh_flags(results):
+    """A results dict with the row-only flags (`ROW_FLAGS`) it lacks, computed from its saved rows.
+
+    Results saved before a row-only check existed still get it: it needs no
+    model, only the rows, so the card shows what the current checks say about
+    the stored numbers. An added flag carries ``"added_from_rows": True``;
+    ``gradient_masking`` is recomputed. Flags already present are left as saved.
+    """
+    have = {f.get("name") for f in results.get("flags", [])}
+    checks = {"transfer_stronger_than_white_box": check_transfer}
+    added = [dict(checks[name](results.get("attacks", [])), added_from_rows=True)
+             for name in ROW_FLAGS if name not in have]
+    added = [f for f in added if f["evaluated"]]  # an n/a row adds nothing to a saved file's card
+    if not added:
+        return results
+    flags = list(results.get("flags", [])) + added
+    order = {name: i for i, name in enumerate(FLAG_NAMES)}
+    flags.sort(key=lambda f: order.get(f.get("name"), len(order)))
+    return {**results, "flags": flags, "gradient_masking": gradient_masking(flags)}
 
 
 def public_sweep(sweep):

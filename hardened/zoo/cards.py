@@ -554,7 +554,10 @@ class _Card:
     def __init__(self, folder, registry_entry, paper):
         self.folder = Path(folder)
         inputs = read_card_inputs(self.folder)
-        self.results = inputs["results"]
+        from hardened.evaluation.masking import refresh_flags
+
+        # Checks that need only the saved rows also apply to results saved before they existed.
+        self.results = [(fname, refresh_flags(r)) for fname, r in inputs["results"]]
         self.metadata = inputs["metadata"] or {}
         self.use_registry = registry_entry is None
         self.entry = (_registry_entry(self.folder.name) if registry_entry is None else registry_entry) or {}
@@ -1081,7 +1084,9 @@ class _Card:
         for fname, r in self.results:
             for f in r.get("flags", []):
                 mark = "**yes**" if f.get("triggered") else ("no" if f.get("evaluated", True) else "n/a")
-                rows.append([f.get("name"), f.get("kind", ""), mark, f.get("detail", "")]
+                detail = f.get("detail", "") + (" (computed from the saved rows when this card was rendered)"
+                                                 if f.get("added_from_rows") else "")
+                rows.append([f.get("name"), f.get("kind", ""), mark, detail]
                             + ([f"`{fname}`"] if self.multi else []))
         header = ["check", "kind", "triggered", "evidence"] + (["results file"] if self.multi else [])
         lines += _table(header, rows) + [""]
@@ -1125,6 +1130,9 @@ class _Card:
             "no_increase_with_eps": "Success does not rise with ε as it must for a working attack",
             "black_box_stronger_than_white_box": "A black-box attack beats the white-box ones: the white-box "
                                                  "gradients are misleading",
+            "transfer_stronger_than_white_box": "Examples crafted on another model fool this model more often "
+                                                "than the same attack using its own gradients: its white-box "
+                                                "rows of that attack measure the gradients, not robustness",
             "eot_stronger_than_plain": "EOT / fixed-randomness attacks beat plain PGD: single-sample gradients of "
                                        "this random model are misleading",
             "randomized": "The model is random at inference: single-sample white-box numbers are unreliable; read "
