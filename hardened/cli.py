@@ -271,13 +271,14 @@ def _cmd_evaluate(args):
             if not sep or not value.strip().isdigit():
                 raise ValueError(f"--cap expects ATTACK=N with N a positive integer, got {item!r}.")
             quick[name.strip()] = int(value)
+    # Provenance for the card: the exact command and the code it ran (read before the run, which can take an
+    # hour: a commit made meanwhile must not be credited with results of the code loaded at the start).
+    commit, dirty = git_commit()
     results = evaluate(model, data=data, suite=args.suite, n=args.n, seed=args.seed, batch_size=args.batch_size,
                        out_dir=out, dataset=args.dataset, progress=not args.no_progress, quick=quick,
                        only=only, data_dir=args.data_dir, resume=args.resume, transfer_source=source)
-    # Provenance for the card: the exact command and the code it ran.
     from hardened.evaluation.evaluate import write_results
 
-    commit, dirty = git_commit()
     results.update(command=command_line(args.argv), commit=commit, commit_dirty=dirty)
     write_results(results, out)
     masking = [f["name"] for f in results["flags"] if f["triggered"] and f["kind"] == "masking"]
