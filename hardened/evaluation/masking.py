@@ -47,9 +47,6 @@ FLAG_NAMES = ("zero_gradients", "ce_margin_gap", "iterative_weaker_than_single_s
               "unbounded_not_100", "black_box_stronger_than_white_box", "transfer_stronger_than_white_box",
               "eot_stronger_than_plain", "randomized")
 
-#: Flags computed from the attack rows alone; `refresh_flags` adds them to results saved before they existed.
-ROW_FLAGS = ("transfer_stronger_than_white_box",)
-
 #: Sweep settings: a diagnostic, not a reported robustness number.
 SWEEP_STEPS = 20
 SWEEP_SUBSET = 100
@@ -381,6 +378,11 @@ def check_transfer(attack_results=()):
                 "threat": e[4], "transfer_source": e[5]} for e in evidence])
 
 
+#: Flags computed from the attack rows alone, with their checks; `refresh_flags` adds them to results saved
+#: before they existed.
+ROW_FLAGS = {"transfer_stronger_than_white_box": check_transfer}
+
+
 def check_eot(attack_results=()):
     ok = {r["name"]: r for r in attack_results if r.get("status") == "ok"}
     evidence = []
@@ -484,9 +486,8 @@ def refresh_flags(results):
     ``gradient_masking`` is recomputed. Flags already present are left as saved.
     """
     have = {f.get("name") for f in results.get("flags", [])}
-    checks = {"transfer_stronger_than_white_box": check_transfer}
-    added = [dict(checks[name](results.get("attacks", [])), added_from_rows=True)
-             for name in ROW_FLAGS if name not in have]
+    added = [dict(check(results.get("attacks", [])), added_from_rows=True)
+             for name, check in ROW_FLAGS.items() if name not in have]
     added = [f for f in added if f["evaluated"]]  # an n/a row adds nothing to a saved file's card
     if not added:
         return results
