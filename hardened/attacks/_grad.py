@@ -294,3 +294,237 @@ def make_forward(model, samples=1, training=False, max_batch=None):
         return total if samples == 1 else (total / samples).astype("float32")
 
     return call
+
+
+# ---------------------------------------------------------------------------
+# Whole attack iterations as one compiled program.
+#
+# ``make_step`` compiles ``body(fns, *args)``: one iteration of an attack
+# written with `keras.ops`, which asks ``fns.grad`` / ``fns.forward`` for the
+# model's input gradients and logits and does the update (Adam, projection,
+# best-so-far bookkeeping, a pair search) in the same program. The attack's
+# state stays a backend tensor between iterations, so no step leaves the
+# backend: a `tf.function` on TensorFlow, a `jax.jit` on JAX (seed states of
+# random layers are threaded through and written back after every call), and
+# eager torch ops on PyTorch, which has no cheap compiler on the CPU but no
+# tracing overhead either.
+
+
+class StepFns:
+    """What an attack body may ask of the model inside a compiled step.
+
+    Attributes:
+        grad: ``grad(x, loss_fn, *loss_args) -> (losses, input_grad, logits)``,
+            averaged over ``grad_samples`` passes (EOT).
+        grads: ``grads(x, loss_fn, weights_list) -> (logits, [input_grad, ...])``:
+            one forward pass, one backward pass per weight tensor of
+            ``loss_fn(logits, weights)`` (JSMA's two saliency gradients,
+            DeepFool's per-class boundary normals).
+        forward: ``forward(x) -> logits`` (averaged over ``grad_samples``).
+    """
+
+    def __init__(self, grad, grads, forward):
+        self.grad, self.grads, self.forward = grad, grads, forward
+
+
+def _mean(parts):
+    if len(parts) == 1:
+        return parts[0]
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total / float(len(parts))
+
+
+def _averaged(grads_once, grad_samples):
+    """``StepFns.grads`` averaged over ``grad_samples`` passes (EOT)."""
+    if grad_samples == 1:
+        return grads_once
+
+    def grads(x, loss_fn, weights_list):
+        outs = [grads_once(x, loss_fn, weights_list) for _ in range(grad_samples)]
+        return (_mean([o[0] for o in outs]),
+                [_mean([o[1][k] for o in outs]) for k in range(len(weights_list))])
+
+    return grads
+
+
+def _tf_fns(model, training, grad_samples):
+    import tensorflow as tf
+
+    def grad(x, loss_fn, *args):
+        outs = []
+        for _ in range(grad_samples):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                logits = model(x, training=training)
+                losses = loss_fn(logits, *args)
+                total = tf.reduce_sum(losses)
+            g = tape.gradient(total, x)
+            outs.append((losses, tf.zeros_like(x) if g is None else g, logits))
+        return tuple(_mean([o[i] for o in outs]) for i in range(3))
+
+    def grads_once(x, loss_fn, weights_list):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            logits = model(x, training=training)
+            totals = [tf.reduce_sum(loss_fn(logits, w)) for w in weights_list]
+        out = [tape.gradient(t, x) for t in totals]
+        del tape
+        return logits, [tf.zeros_like(x) if g is None else g for g in out]
+
+    def forward(x):
+        return _mean([model(x, training=training) for _ in range(grad_samples)])
+
+    return StepFns(grad, _averaged(grads_once, grad_samples), forward)
+
+
+def _torch_fns(model, training, grad_samples):
+    import torch
+
+    def grad(x, loss_fn, *args):
+        outs = []
+        for _ in range(grad_samples):
+            with torch.enable_grad():
+                xt = x.detach().requires_grad_(True)
+                logits = model(xt, training=training)
+                losses = loss_fn(logits, *args)
+                g = None
+                if losses.requires_grad:
+                    g = torch.autograd.grad(losses.sum(), xt, allow_unused=True)[0]
+            outs.append((losses.detach(), torch.zeros_like(x) if g is None else g, logits.detach()))
+        return tuple(_mean([o[i] for o in outs]) for i in range(3))
+
+    def grads_once(x, loss_fn, weights_list):
+        with torch.enable_grad():
+            xt = x.detach().requires_grad_(True)
+            logits = model(xt, training=training)
+            out = []
+            for k, w in enumerate(weights_list):
+                total = loss_fn(logits, w).sum()
+                g = None
+                if total.requires_grad:
+                    g = torch.autograd.grad(total, xt, retain_graph=k + 1 < len(weights_list),
+                                            allow_unused=True)[0]
+                out.append(torch.zeros_like(x) if g is None else g)
+        return logits.detach(), out
+
+    def forward(x):
+        with torch.no_grad():
+            return _mean([model(x, training=training) for _ in range(grad_samples)])
+
+    return StepFns(grad, _averaged(grads_once, grad_samples), forward)
+
+
+def _jax_fns(model, training, grad_samples, tv, cell):
+    """JAX: ``cell[0]`` carries the non-trainable state (seed generators) through the step."""
+    import jax
+    import jax.numpy as jnp
+
+    def grad(x, loss_fn, *args):
+        outs = []
+        for _ in range(grad_samples):
+            def f(xj):
+                logits, new_ntv = model.stateless_call(tv, cell[0], xj, training=training)
+                losses = loss_fn(logits, *args)
+                return jnp.sum(losses), (losses, logits, new_ntv)
+
+            g, (losses, logits, new_ntv) = jax.grad(f, has_aux=True)(x)
+            cell[0] = new_ntv
+            outs.append((losses, g, logits))
+        return tuple(_mean([o[i] for o in outs]) for i in range(3))
+
+    def grads_once(x, loss_fn, weights_list):
+        def f(xj):
+            logits, new_ntv = model.stateless_call(tv, cell[0], xj, training=training)
+            return logits, new_ntv
+
+        logits, vjp, new_ntv = jax.vjp(f, x, has_aux=True)
+        cell[0] = new_ntv
+        out = []
+        for w in weights_list:
+            # d sum(loss_fn(z, w)) / dz, pulled back through the one forward pass.
+            cot = jax.grad(lambda z: jnp.sum(loss_fn(z, w)))(logits)
+            out.append(vjp(cot)[0])
+        return logits, out
+
+    def forward(x):
+        parts = []
+        for _ in range(grad_samples):
+            logits, cell[0] = model.stateless_call(tv, cell[0], x, training=training)
+            parts.append(logits)
+        return _mean(parts)
+
+    return StepFns(grad, _averaged(grads_once, grad_samples), forward)
+
+
+def make_step(model, key, body, grad_samples=1, training=False):
+    """Compile one attack iteration ``body(fns, *args) -> tuple of tensors``, cached on the model.
+
+    Args:
+        model: A `keras.Model` returning logits.
+        key: Hashable identity of ``body``'s static configuration (attack,
+            loss, norm, ...): the compiled step is reused for every call with
+            the same key, so ``body`` may only close over what the key names.
+        body: ``body(fns, *args)`` written with `keras.ops`; ``fns`` is a
+            `StepFns`; ``args`` are backend tensors; returns a tuple of tensors.
+        grad_samples: Passes averaged per gradient and per forward (EOT).
+        training: Passed to the model calls.
+
+    Returns:
+        ``call(*args) -> tuple`` of backend tensors. Convert inputs once with
+        `to_tensor` and results with `to_numpy`.
+    """
+    grad_samples = int(grad_samples)
+    if grad_samples < 1:
+        raise ValueError(f"grad_samples must be >= 1, got {grad_samples}.")
+    cache_key = ("step", key, int(grad_samples), bool(training), _randomness_key(model))
+    cache = _model_cache(model)
+    if cache_key in cache:
+        return cache[cache_key]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        fns = _tf_fns(model, training, grad_samples)
+        call = tf.function(lambda *args: tuple(body(fns, *args)), reduce_retracing=True)
+    elif backend == "jax":
+        import jax
+
+        def step(tv, ntv, *args):
+            cell = [ntv]
+            out = tuple(body(_jax_fns(model, training, grad_samples, tv, cell), *args))
+            return out, cell[0]
+
+        jstep = jax.jit(step)
+
+        def call(*args):
+            tv = [v.value for v in model.trainable_variables]
+            ntv = [v.value for v in model.non_trainable_variables]
+            out, new_ntv = jstep(tv, ntv, *args)
+            for var, value in zip(model.non_trainable_variables, new_ntv):
+                var.assign(value)
+            return out
+    elif backend == "torch":
+        import torch
+
+        fns = _torch_fns(model, training, grad_samples)
+
+        def call(*args):
+            with torch.no_grad():
+                return tuple(body(fns, *args))
+    else:  # pragma: no cover - numpy/openvino backends have no autodiff
+        raise RuntimeError(f"Input gradients need the tensorflow, jax or torch backend, not {backend!r}.")
+    cache[cache_key] = call
+    return call
+
+
+def to_tensor(value, dtype="float32"):
+    """A numpy array (or scalar) as a backend tensor of ``dtype``."""
+    return ops.convert_to_tensor(np.asarray(value, dtype=dtype))
+
+
+def to_numpy(*tensors):
+    """Backend tensors as numpy arrays (one array for one tensor)."""
+    out = tuple(ops.convert_to_numpy(t) for t in tensors)
+    return out[0] if len(out) == 1 else out
