@@ -288,7 +288,15 @@ def no_target_gradients(monkeypatch, setup):
     def refuse(*args, **kwargs):
         raise AssertionError("gradient requested")
 
+    real_step = _grad.make_step
+
+    def guarded_step(model, *args, **kwargs):
+        if model is target:
+            raise AssertionError("compiled attack step (gradients) requested on the target model")
+        return real_step(model, *args, **kwargs)
+
     monkeypatch.setattr(_grad, "make_loss_grad", guarded)
+    monkeypatch.setattr(_grad, "make_step", guarded_step)
     monkeypatch.setattr(_grad, "loss_and_input_grad", refuse)
     monkeypatch.setattr(_grad, "input_grad", refuse)
     return target
@@ -360,20 +368,20 @@ def test_compiled_forward_draws_fresh_randomness(setup):
 def test_eot_averages_gradients_on_randomized_model(setup, monkeypatch):
     noisy = _noisy_model(setup, DefensiveDropout(0.5, seed=3, name="dropout"))
     x, y = setup["x"][:24], setup["y"][:24]
-    calls = []
-    real_build = _grad._build_loss_grad
+    samples = []
+    real_step = _grad.make_step
 
-    def counting_build(*args, **kwargs):
-        fn = real_build(*args, **kwargs)
-        return lambda *a: (calls.append(1), fn(*a))[1]
+    def recording_step(model, key, body, grad_samples=1, training=False):
+        samples.append(grad_samples)
+        return real_step(model, key, body, grad_samples=grad_samples, training=training)
 
-    monkeypatch.setattr(_grad, "_build_loss_grad", counting_build)
+    monkeypatch.setattr(_grad, "make_step", recording_step)
     _grad.clear_cache(noisy)
     pgd = A.get_attack("pgd", eps=0.2, steps=5, loss="margin")
     attack = A.eot(pgd, n=4)
     assert attack.name == "eot(pgd)" and attack.params["eot_samples"] == 4 and attack.norm == "linf"
     x_adv = attack.generate(noisy, x, y)
-    assert len(calls) == 5 * 4  # 4 passes per step
+    assert samples and set(samples) == {4}  # every compiled step averages 4 passes
     _check_output(x_adv, x)
     assert np.abs(x_adv - x).max() <= 0.2 + 1e-6
     votes = np.mean([_asr(noisy, x_adv, y) for _ in range(5)])  # evaluated on the random model
@@ -386,13 +394,18 @@ def test_fixed_randomness_crafts_on_fixed_path_and_restores(setup, monkeypatch):
     x, y = setup["x"][:16], setup["y"][:16]
     layer = randomized_layers(noisy)[0]
     seen = []
-    real = _grad.make_loss_grad
+    real, real_step = _grad.make_loss_grad, _grad.make_step
 
     def spy(model, *args, **kwargs):
         seen.append(layer.randomness)
         return real(model, *args, **kwargs)
 
+    def spy_step(model, *args, **kwargs):
+        seen.append(layer.randomness)
+        return real_step(model, *args, **kwargs)
+
     monkeypatch.setattr(_grad, "make_loss_grad", spy)
+    monkeypatch.setattr(_grad, "make_step", spy_step)
     pgd = A.get_attack("pgd", eps=0.2, steps=5, loss="margin", seed=7)
     attack = A.fixed_randomness(pgd)
     assert attack.name == "fixed_randomness(pgd)"

@@ -3,8 +3,12 @@
 import numpy as np
 from keras import ops
 
-from hardened.attacks.base import Attack, margin_np, norms, register
+from hardened.attacks import _grad, _ops
+from hardened.attacks.base import Attack, norms, register
 from hardened.attacks.losses import margin
+
+
+_B1, _B2, _EPS_ADAM = 0.9, 0.999, 1e-8
 
 
 def cw_objective(logits, lab_onehot, const, kappa):
@@ -33,24 +37,6 @@ class _MinNorm(Attack):
 
     def _f_loss(self):
         return cw_objective_targeted if self.targeted else cw_objective
-
-    def _f_np(self, logits, lab, const):
-        """numpy value of the C&W objective (to be minimised)."""
-        m = margin_np(logits, lab)  # z_lab - max other
-        kappa = self.params["confidence"]
-        val = np.maximum(-m + kappa, 0.0) if self.targeted else np.maximum(m + kappa, 0.0)
-        return const * val
-
-    def _adv_with_confidence(self, logits, lab):
-        """C&W's success test: the decision must hold with margin ``confidence``."""
-        z = logits.copy()
-        idx = np.arange(len(z))
-        kappa = self.params["confidence"]
-        if self.targeted:
-            z[idx, lab] -= kappa
-            return z.argmax(axis=1) == lab
-        z[idx, lab] += kappa
-        return z.argmax(axis=1) != lab
 
     @staticmethod
     def _update_const(success, const, lower, upper):
@@ -86,54 +72,71 @@ class CarliniWagnerL2(_MinNorm):
     defaults = {"confidence": 0.0, "initial_const": 1e-3, "binary_search_steps": 9, "steps": 1000, "lr": 1e-2,
                 "abort_early": True, "targeted": False, "seed": 0}
 
+    def _step(self, model):
+        objective, targeted = self._f_loss(), self.targeted
+
+        def body(fns, w, m, v, best_l2, best_adv, success, t, timg, x_ref, lab_oh, lab, const, kappa, lr):
+            th = ops.tanh(w + timg)
+            new = th * 0.5 + 0.5
+            fvals, gx, logits = fns.grad(new, objective, lab_oh, const, kappa)
+            diff = new - x_ref
+            l2 = _ops.sq_l2(diff)
+            adv = _adv_with_confidence(logits, lab_oh, lab, kappa, targeted)
+            improve = ops.logical_and(adv, l2 < best_l2)
+            best_l2 = ops.where(improve, l2, best_l2)
+            best_adv = _ops.select(improve, new, best_adv)
+            success = ops.logical_or(success, adv)
+            total = ops.sum(l2) + ops.sum(fvals)
+            # Adam on w (tanh space); the chain rule through tanh by hand, as C&W's code.
+            g = (2.0 * diff + gx) * 0.5 * (1.0 - th * th)
+            m = _B1 * m + (1 - _B1) * g
+            v = _B2 * v + (1 - _B2) * g * g
+            t = t + 1.0
+            lr_t = lr * ops.sqrt(1 - ops.power(_B2, t)) / (1 - ops.power(_B1, t))
+            w = w - lr_t * m / (ops.sqrt(v) + _EPS_ADAM)
+            return w, m, v, best_l2, best_adv, success, t, total
+
+        return _grad.make_step(model, ("cw_l2", objective, targeted), body, grad_samples=self._grad_samples)
+
     def _attack_batch(self, model, x, y, target, rng):
         p = self.params
         n = len(x)
         lab = self._labels(y, target)
         lab_oh = np.eye(self._num_classes, dtype=np.float32)[lab]
-        kappa = np.float32(p["confidence"])
-        loss_grad = self._loss_grad(model, self._f_loss())
-        timg = np.arctanh((x - 0.5) / 0.5 * 0.999999).astype(np.float32)
-        x_ref = (np.tanh(timg) * 0.5 + 0.5).astype(np.float32)
+        step = self._step(model)
+        T = _grad.to_tensor
+        timg_np = np.arctanh((x - 0.5) / 0.5 * 0.999999).astype(np.float32)
+        timg = T(timg_np)
+        x_ref = T(np.tanh(timg_np) * 0.5 + 0.5)
+        consts = (timg, x_ref, T(lab_oh), T(lab, "int32"))
+        kappa, lr = T(p["confidence"]), T(p["lr"])
         lower = np.zeros(n, np.float32)
         upper = np.full(n, 1e10, np.float32)
         const = np.full(n, p["initial_const"], np.float32)
-        best_l2 = np.full(n, np.inf, np.float32)
-        best_adv = x.copy()
-        b1, b2, eps_adam = 0.9, 0.999, 1e-8
+        best_l2, best_adv = T(np.full(n, np.inf, np.float32)), T(x)
+        check_every = max(p["steps"] // 10, 1)
+        self.last_steps = 0
         for outer in range(p["binary_search_steps"]):
             if p["binary_search_steps"] >= 10 and outer == p["binary_search_steps"] - 1:
                 const = np.where(upper < 1e9, upper, const).astype(np.float32)  # C&W's final repeat
-            w = np.zeros_like(x)
-            m = np.zeros_like(x)
-            v = np.zeros_like(x)
-            success = np.zeros(n, dtype=bool)
+            zeros = T(np.zeros_like(x))
+            w, m, v, t = zeros, zeros, zeros, T(0.0)
+            success = T(np.zeros(n, bool), "bool")
+            const_t = T(const)
             prev = np.inf
-            check_every = max(p["steps"] // 10, 1)
             for it in range(p["steps"]):
-                th = np.tanh(w + timg)
-                new = (th * 0.5 + 0.5).astype(np.float32)
-                fvals, gx, logits = loss_grad(new, lab_oh, const, kappa)
-                diff = new - x_ref
-                l2 = np.sum(diff.reshape(n, -1) ** 2, axis=1)
-                adv = self._adv_with_confidence(logits, lab)
-                improve = adv & (l2 < best_l2)
-                best_l2 = np.where(improve, l2, best_l2)
-                best_adv[improve] = new[improve]
-                success |= adv
-                total = float(l2.sum() + fvals.sum())
+                w, m, v, best_l2, best_adv, success, t, total = step(
+                    w, m, v, best_l2, best_adv, success, t, *consts, const_t, kappa, lr)
+                self.last_steps += 1
+                # C&W's early abort, on the loss of the iterate this step evaluated (the update is
+                # applied either way; a stopped run discards it).
                 if p["abort_early"] and it % check_every == 0:
+                    total = float(_grad.to_numpy(total))
                     if total > prev * 0.9999:
                         break
                     prev = total
-                g = (2.0 * diff + gx) * 0.5 * (1.0 - th ** 2)
-                m = b1 * m + (1 - b1) * g
-                v = b2 * v + (1 - b2) * g * g
-                t = it + 1
-                lr_t = p["lr"] * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-                w = (w - lr_t * m / (np.sqrt(v) + eps_adam)).astype(np.float32)
-            const, lower, upper = self._update_const(success, const, lower, upper)
-        return best_adv
+            const, lower, upper = self._update_const(_grad.to_numpy(success), const, lower, upper)
+        return _grad.to_numpy(best_adv)
 
 
 @register
@@ -172,61 +175,81 @@ class EAD(_MinNorm):
         self._check_choice("decision_rule", ("EN", "L1"))
         self._check_bool("fista")
 
+    def _step(self, model):
+        objective, targeted = self._f_loss(), self.targeted
+        fista, en = self.params["fista"], self.params["decision_rule"] == "EN"
+
+        def body(fns, xk, yk, best_dist, best_adv, success, it, x, lab_oh, lab, const, kappa, beta, lr0, steps):
+            lr = lr0 * ops.sqrt(1.0 - it / steps)
+            _, gx, _ = fns.grad(yk, objective, lab_oh, const, kappa)
+            z = yk - lr * (2.0 * (yk - x) + gx)
+            new = _shrink_ops(z, x, beta)
+            yk = new + (it / (it + 3.0)) * (new - xk) if fista else new
+            xk = new
+            logits = fns.forward(xk)
+            d = xk - x
+            l2, l1 = _ops.sq_l2(d), _ops.l1(d)
+            dist = l2 + beta * l1 if en else l1
+            adv = _adv_with_confidence(logits, lab_oh, lab, kappa, targeted)
+            improve = ops.logical_and(adv, dist < best_dist)
+            best_dist = ops.where(improve, dist, best_dist)
+            best_adv = _ops.select(improve, xk, best_adv)
+            success = ops.logical_or(success, adv)
+            total = ops.sum(objective(logits, lab_oh, const, kappa)) + ops.sum(l2) + beta * ops.sum(l1)
+            return xk, yk, best_dist, best_adv, success, it + 1.0, total
+
+        return _grad.make_step(model, ("ead", objective, targeted, fista, en), body,
+                               grad_samples=self._grad_samples)
+
     def _attack_batch(self, model, x, y, target, rng):
         p = self.params
         n = len(x)
-        beta = p["beta"]
         lab = self._labels(y, target)
         lab_oh = np.eye(self._num_classes, dtype=np.float32)[lab]
-        kappa = np.float32(p["confidence"])
-        loss_grad = self._loss_grad(model, self._f_loss())
-        forward = self._forward(model)
+        step = self._step(model)
+        T = _grad.to_tensor
+        x_t = T(x)
+        consts = (x_t, T(lab_oh), T(lab, "int32"))
+        scalars = (T(p["confidence"]), T(p["beta"]), T(p["lr"]), T(float(p["steps"])))
         lower = np.zeros(n, np.float32)
         upper = np.full(n, 1e10, np.float32)
         const = np.full(n, p["initial_const"], np.float32)
-        best_dist = np.full(n, np.inf, np.float32)
-        best_adv = x.copy()
+        best_dist, best_adv = T(np.full(n, np.inf, np.float32)), x_t
+        check_every = max(p["steps"] // 10, 1)
+        self.last_steps = 0
         for outer in range(p["binary_search_steps"]):
             if p["binary_search_steps"] >= 10 and outer == p["binary_search_steps"] - 1:
                 const = np.where(upper < 1e9, upper, const).astype(np.float32)
-            xk = x.copy()
-            yk = x.copy()
-            success = np.zeros(n, dtype=bool)
+            xk, yk, it = x_t, x_t, T(0.0)
+            success = T(np.zeros(n, bool), "bool")
+            const_t = T(const)
             prev = np.inf
-            check_every = max(p["steps"] // 10, 1)
-            for it in range(p["steps"]):
-                lr = p["lr"] * (1.0 - it / p["steps"]) ** 0.5
-                _, gx, _ = loss_grad(yk, lab_oh, const, kappa)
-                z = yk - lr * (2.0 * (yk - x) + gx)
-                new = _shrink(z, x, beta)
-                yk = (new + (it / (it + 3.0)) * (new - xk)).astype(np.float32) if p["fista"] else new
-                xk = new
-                logits = forward(xk)
-                d = (xk - x).reshape(n, -1)
-                l2 = np.sum(d ** 2, axis=1)
-                l1 = np.sum(np.abs(d), axis=1)
-                dist = l2 + beta * l1 if p["decision_rule"] == "EN" else l1
-                adv = self._adv_with_confidence(logits, lab)
-                improve = adv & (dist < best_dist)
-                best_dist = np.where(improve, dist, best_dist)
-                best_adv[improve] = xk[improve]
-                success |= adv
-                if p["abort_early"] and it % check_every == 0:
-                    total = float(np.sum(self._f_np(logits, lab, const)) + l2.sum() + beta * l1.sum())
+            for k in range(p["steps"]):
+                xk, yk, best_dist, best_adv, success, it, total = step(
+                    xk, yk, best_dist, best_adv, success, it, *consts, const_t, *scalars)
+                self.last_steps += 1
+                if p["abort_early"] and k % check_every == 0:
+                    total = float(_grad.to_numpy(total))
                     if total > prev * 0.9999:
                         break
                     prev = total
-            const, lower, upper = self._update_const(success, const, lower, upper)
-        return best_adv
+            const, lower, upper = self._update_const(_grad.to_numpy(success), const, lower, upper)
+        return _grad.to_numpy(best_adv)
 
 
-def _shrink(z, x0, beta):
-    """ISTA's projected shrinkage-thresholding of ``z`` around ``x0`` onto [0, 1]."""
+def _shrink_ops(z, x0, beta):
+    """`_shrink` on backend tensors."""
     diff = z - x0
-    upper = np.minimum(z - beta, 1.0)
-    lower = np.maximum(z + beta, 0.0)
-    out = np.where(diff > beta, upper, np.where(diff < -beta, lower, x0))
-    return out.astype(np.float32)
+    upper = ops.minimum(z - beta, 1.0)
+    lower = ops.maximum(z + beta, 0.0)
+    return ops.where(diff > beta, upper, ops.where(diff < -beta, lower, x0))
+
+
+def _adv_with_confidence(logits, lab_oh, lab, kappa, targeted):
+    """C&W's success test on backend tensors: the decision must hold with margin ``kappa``."""
+    if targeted:
+        return ops.equal(_ops.predicted(logits - kappa * lab_oh), lab)
+    return ops.not_equal(_ops.predicted(logits + kappa * lab_oh), lab)
 
 
 def l2_distortion(x_adv, x):

@@ -1,7 +1,9 @@
 """First-order norm-bounded attacks: FGSM, BIM, MIM and PGD (linf and l2)."""
 
 import numpy as np
+from keras import ops
 
+from hardened.attacks import _grad, _ops
 from hardened.attacks.base import (
     Attack,
     eval_loss,
@@ -54,32 +56,56 @@ class FGSM(_NormBounded):
 
 
 class _Iterative(_NormBounded):
-    """Projected iterative ascent on the loss, optionally with momentum and restarts."""
+    """Projected iterative ascent on the loss, optionally with momentum and restarts.
+
+    Each iteration (gradient, best-so-far bookkeeping, momentum, step and
+    projection) is one compiled backend program (`_grad.make_step`); the
+    iterate stays on the backend for the whole run.
+    """
 
     momentum = None
 
-    def _run(self, model, x0, y, target, rng, start, decay=None):
-        """One run from ``start``; returns (last iterate, best adversarial iterate, found mask)."""
-        p = self.params
-        eps, alpha, norm = p["eps"], p["step_size"], self.norm
-        y_oh, t_oh = self._onehots(y, target)
-        loss_grad = self._loss_grad(model, self._objective())
-        x = start
-        best = x0.copy()
-        found = np.zeros(len(x0), dtype=bool)
-        velocity = np.zeros_like(x0)
-        for _ in range(p["steps"]):
-            _, grad, logits = loss_grad(x, y_oh, t_oh)
+    def _step(self, model, objective, decay):
+        norm, targeted, mim = self.norm, self.targeted, decay is not None
+
+        def body(fns, x, x0, best, found, velocity, y_oh, t_oh, lab, eps, alpha, mu):
+            _, grad, logits = fns.grad(x, objective, y_oh, t_oh)
             # Keep an iterate that was adversarial: later steps may leave the region.
-            hit = self._success(logits, y, target)
-            best[hit] = x[hit]
-            found |= hit
-            if decay is not None:  # MIM: accumulate L1-normalised gradients
-                l1 = np.abs(grad).reshape(len(grad), -1).mean(axis=1)
-                grad = grad / np.maximum(l1, 1e-12).reshape((-1,) + (1,) * (grad.ndim - 1))
-                velocity = decay * velocity + grad
+            hit = _ops.success(logits, lab, targeted)
+            best = _ops.select(hit, x, best)
+            found = ops.logical_or(found, hit)
+            if mim:  # MIM: accumulate L1-normalised gradients
+                grad = grad / _ops.bcast(ops.maximum(ops.mean(ops.abs(_ops.flat(grad)), axis=1), 1e-12), grad)
+                velocity = mu * velocity + grad
                 grad = velocity
-            x = project(x + alpha * step_direction(grad, norm), x0, eps, norm)
+            x = _ops.project(x + alpha * _ops.step_direction(grad, norm), x0, eps, norm)
+            return x, best, found, velocity
+
+        key = ("iterative", objective, norm, targeted, mim)
+        return _grad.make_step(model, key, body, grad_samples=self._grad_samples)
+
+    def _run(self, model, x0, y, target, rng, start, decay=None, final_check=True):
+        """One run from ``start``; returns (last iterate, best adversarial iterate, found mask, last logits).
+
+        ``final_check=False`` skips the forward pass on the last iterate (logits ``None``): a run that is
+        not compared with another (one restart) returns the last iterate where no earlier one was
+        adversarial, so that pass could only swap one adversarial example for another, at the cost of
+        a forward pass (about half a PGD step).
+        """
+        p = self.params
+        y_oh, t_oh = self._onehots(y, target)
+        objective = self._objective()
+        step = self._step(model, objective, decay)
+        T = _grad.to_tensor
+        lab = T(target if self.targeted else y, "int32")
+        consts = (T(y_oh), T(t_oh), lab, T(p["eps"]), T(p["step_size"]), T(0.0 if decay is None else decay))
+        x0_t = T(x0)
+        x, best, found, velocity = T(start), x0_t, T(np.zeros(len(x0), bool), "bool"), T(np.zeros_like(x0))
+        for _ in range(p["steps"]):
+            x, best, found, velocity = step(x, x0_t, best, found, velocity, *consts)
+        x, best, found = _grad.to_numpy(x, best, found)
+        if not final_check:
+            return x, best, found, None
         logits = self._forward(model)(x)
         hit = self._success(logits, y, target)
         best[hit] = x[hit]
@@ -114,7 +140,7 @@ class BIM(_Iterative):
         self._check_bool("keep_best")
 
     def _attack_batch(self, model, x, y, target, rng):
-        last, best, found, _ = self._run(model, x, y, target, rng, x.copy(), decay=self._decay())
+        last, best, found, _ = self._run(model, x, y, target, rng, x.copy(), decay=self._decay(), final_check=False)
         if not self.params["keep_best"]:
             return last
         return np.where(found.reshape((-1,) + (1,) * (x.ndim - 1)), best, last)
@@ -195,7 +221,9 @@ class PGD(_Iterative):
         best_loss = np.full(len(x), -np.inf, dtype=np.float32)
         for r in range(p["restarts"]):
             start = random_start(x, p["eps"], self.norm, rng) if (p["random_start"] or r > 0) else x.copy()
-            last, best, hit, logits = self._run(model, x, y, target, rng, start)
+            last, best, hit, logits = self._run(model, x, y, target, rng, start, final_check=p["restarts"] > 1)
+            if p["restarts"] == 1:  # nothing to compare: the best adversarial iterate, else the last one
+                return last if not p["keep_best"] else np.where(hit.reshape(shape), best, last)
             if not p["keep_best"]:
                 best, hit = last, self._success(logits, y, target)
             loss = eval_loss(objective, logits, y_oh, t_oh)
