@@ -1,11 +1,15 @@
 """Jacobian-based saliency map attack (Papernot et al., 2016), pairwise, as in Cleverhans."""
 
 import numpy as np
+from keras import ops
 
+from hardened.attacks import _grad
 from hardened.attacks.base import Attack, register
 from hardened.attacks.losses import weighted_logits, weighted_probs, weighted_sigmoid
 
-# Pairwise scores take N * F^2 floats; keep one chunk below this many.
+# Rows of the pair matrix scored exactly per image and iteration (see `_pair_search`).
+_CANDIDATES = 32
+# The rare uncertified images are searched in full, in chunks of at most this many scores.
 _MAX_PAIR_ELEMENTS = 2 ** 24
 
 
@@ -22,6 +26,13 @@ class JSMA(Attack):
     Features are all H*W*C values (as Cleverhans). When no pair satisfies the
     sign conditions, the pair with the largest ``alpha_p + alpha_q`` is taken
     instead of Cleverhans' arbitrary pair (0, 0).
+
+    The search is exact but does not build the ``F x F`` pair matrix: each
+    pixel's best partner score is bounded by ``(A_p + A_max)(B_p + B_max)``,
+    the rows of the best-bounded pixels are scored exactly, and an image whose
+    best exact score does not beat every remaining bound (rare) is searched in
+    full. On softmax probabilities (JSMA-F) the probabilities sum to one, so
+    ``beta = -alpha`` exactly and one backward pass gives both.
 
     Args:
         variant: ``"F"``: saliency on softmax probabilities (JSMA-F);
@@ -51,50 +62,144 @@ class JSMA(Attack):
             return weighted_logits
         return weighted_sigmoid if self._loss_override == "ce_sigmoid" else weighted_probs
 
-    def _attack_batch(self, model, x, y, target, rng):
-        n_feat = int(np.prod(x.shape[1:]))
-        chunk = max(1, _MAX_PAIR_ELEMENTS // max(1, n_feat * n_feat))
-        if chunk >= len(x):
-            return self._attack_chunk(model, x, target)
-        return np.concatenate([self._attack_chunk(model, x[i:i + chunk], target[i:i + chunk])
-                               for i in range(0, len(x), chunk)])
+    def _steps(self, model, n_feat):
+        output_fn, increase = self._output_fn(), self.params["theta"] > 0
+        k = min(_CANDIDATES, n_feat)
+        # Probabilities sum to one: d sum_{j != t} p_j / dx = -d p_t / dx, one backward pass.
+        one_pass = output_fn is weighted_probs
 
-    def _attack_chunk(self, model, x, target):
+        def step(fns, x, domain, t_oh, target, theta):
+            shape = ops.shape(x)
+            if one_pass:
+                _, g, logits = fns.grad(x, output_fn, t_oh)
+                alpha = _ops_flat(g)
+                beta = -alpha
+            else:
+                logits, (ga, gb) = fns.grads(x, output_fn, [t_oh, 1.0 - t_oh])
+                alpha, beta = _ops_flat(ga), _ops_flat(gb)
+            active = ops.logical_and(ops.not_equal(_pred(logits), target),
+                                     ops.sum(ops.cast(domain, "int32"), axis=1) >= 2)
+            a, b = (alpha, -beta) if increase else (-alpha, beta)
+            p1, p2, certified = _pair_search(a, b, domain, k)
+            certified = ops.logical_or(certified, ops.logical_not(active))
+            apply = ops.logical_and(active, certified)
+            x, domain = _apply_pairs(_ops_flat(x), domain, p1, p2, apply, theta)
+            return (ops.reshape(x, shape), domain, active, certified, ops.any(active),
+                    ops.all(certified), alpha, beta)
+
+        def full(fns, a, b, domain):
+            n_feat_ = ops.shape(a)[1]
+            return _pair_search(a, b, domain, n_feat_)[:2]
+
+        key = ("jsma", output_fn, increase, k)
+        return (_grad.make_step(model, key, step, grad_samples=self._grad_samples),
+                _grad.make_step(model, ("jsma_full",), full))
+
+    def _attack_batch(self, model, x, y, target, rng):
         p = self.params
         n, shape = len(x), x.shape
         n_feat = int(np.prod(shape[1:]))
-        theta, increase = p["theta"], p["theta"] > 0
+        increase = p["theta"] > 0
         max_iters = int(np.floor(n_feat * p["gamma"] / 2))
-        loss_grad = self._loss_grad(model, self._output_fn())
-        t_oh = np.eye(self._num_classes, dtype=np.float32)[target]
-        # One call gives both gradients: rows [0, n) weight the target, [n, 2n) the others.
-        weights = np.concatenate([t_oh, 1.0 - t_oh])
-        flat = x.reshape(n, n_feat).copy()
-        domain = flat < 1.0 if increase else flat > 0.0
-        off_diag = ~np.eye(n_feat, dtype=bool)
-        rows = np.arange(n)
+        step, full = self._steps(model, n_feat)
+        T = _grad.to_tensor
+        flat = x.reshape(n, n_feat)
+        xt = T(x)
+        domain = T(flat < 1.0 if increase else flat > 0.0, "bool")
+        t_oh = T(np.eye(self._num_classes, dtype=np.float32)[target])
+        target_t, theta = T(target, "int32"), T(p["theta"])
+        chunk = max(1, _MAX_PAIR_ELEMENTS // (n_feat * n_feat))
+        self.last_steps = 0
         for _ in range(max_iters):
-            xb = flat.reshape(shape)
-            _, grad, logits = loss_grad(np.concatenate([xb, xb]), weights)
-            done = np.argmax(logits[:n], axis=-1) == target
-            active = ~done & (domain.sum(axis=1) >= 2)
-            if not active.any():
+            x_new, dom_new, active, certified, any_active, all_certified, alpha, beta = step(
+                xt, domain, t_oh, target_t, theta)
+            self.last_steps += 1
+            if not bool(_grad.to_numpy(any_active)):
                 break
-            alpha = grad[:n].reshape(n, n_feat)
-            beta = grad[n:].reshape(n, n_feat)
-            a2 = alpha[:, :, None] + alpha[:, None, :]
-            b2 = beta[:, :, None] + beta[:, None, :]
-            valid = domain[:, :, None] & domain[:, None, :] & off_diag
-            cond = (a2 > 0) & (b2 < 0) if increase else (a2 < 0) & (b2 > 0)
-            scores = np.where(valid & cond, -a2 * b2, -np.inf)
-            best = scores.reshape(n, -1).argmax(axis=1)
-            none = ~np.isfinite(scores.reshape(n, -1)[rows, best])
-            if none.any():  # no pair meets the sign conditions: greedy on the target alone
-                fallback = np.where(valid, a2 if increase else -a2, -np.inf).reshape(n, -1)
-                best = np.where(none, fallback.argmax(axis=1), best)
-            p1, p2 = best // n_feat, best % n_feat
-            idx = rows[active]
-            for pix in (p1[active], p2[active]):
-                flat[idx, pix] = np.clip(flat[idx, pix] + theta, 0.0, 1.0)
-                domain[idx, pix] = False
-        return flat.reshape(shape)
+            xt, domain = x_new, dom_new
+            if bool(_grad.to_numpy(all_certified)):
+                continue
+            # Exact search in full for the images the bound did not settle (their pair is unapplied).
+            todo = np.flatnonzero(~_grad.to_numpy(certified))
+            a, b = _grad.to_numpy(alpha, beta)
+            if not increase:
+                a = -a
+            else:
+                b = -b
+            dom = _grad.to_numpy(domain)
+            xs = _grad.to_numpy(xt).reshape(n, n_feat)
+            for i in range(0, len(todo), chunk):
+                rows = todo[i:i + chunk]
+                p1, p2 = _grad.to_numpy(*full(T(a[rows]), T(b[rows]), T(dom[rows], "bool")))
+                for pix in (p1, p2):
+                    xs[rows, pix] = np.clip(xs[rows, pix] + p["theta"], 0.0, 1.0)
+                    dom[rows, pix] = False
+            xt, domain = T(xs.reshape(shape)), T(dom, "bool")
+        return _grad.to_numpy(xt)
+
+
+def _ops_flat(v):
+    return ops.reshape(v, (ops.shape(v)[0], -1))
+
+
+def _pred(logits):
+    return ops.cast(ops.argmax(logits, axis=-1), "int32")
+
+
+def _pair_search(a, b, domain, k):
+    """The pair ``p != q`` in ``domain`` maximising ``(a_p + a_q)(b_p + b_q)`` with both sums > 0.
+
+    Where no pair meets the conditions, the pair maximising ``a_p + a_q``.
+    Exact when ``certified``: a pixel's pairs score at most
+    ``U_p = relu(a_p + a_max) * relu(b_p + b_max)``; the rows of the ``k``
+    pixels with the largest ``U`` are scored exactly against every partner,
+    and any pair outside them scores at most the ``(k+1)``-th largest ``U``.
+
+    Args:
+        a, b: ``(N, F)`` saliency terms, signs already oriented.
+        domain: ``(N, F)`` bool, pixels that may still change.
+        k: Rows scored exactly (``k = F``: a full search, always certified).
+
+    Returns:
+        ``(p1, p2, certified)``: int32 ``(N,)`` pixel indices and a bool ``(N,)``.
+    """
+    n_feat = ops.shape(a)[1]
+    neg = ops.convert_to_tensor(-np.inf, dtype=a.dtype)
+    a_max = ops.max(ops.where(domain, a, neg), axis=1, keepdims=True)
+    b_max = ops.max(ops.where(domain, b, neg), axis=1, keepdims=True)
+    bound = ops.relu(a + a_max) * ops.relu(b + b_max)
+    bound = ops.where(domain, bound, -1.0)
+    top_bound, rows = ops.top_k(bound, k + 1 if k < n_feat else k, sorted=True)
+    rest = top_bound[:, k] if k < n_feat else ops.zeros_like(top_bound[:, 0])
+    rows = rows[:, :k]
+    a_r = ops.take_along_axis(a, rows, axis=1)[:, :, None]
+    b_r = ops.take_along_axis(b, rows, axis=1)[:, :, None]
+    a2 = a_r + a[:, None, :]
+    b2 = b_r + b[:, None, :]
+    cols = ops.arange(n_feat, dtype="int32")[None, None, :]
+    valid = ops.logical_and(ops.logical_and(ops.take_along_axis(domain, rows, axis=1)[:, :, None],
+                                            domain[:, None, :]),
+                            ops.not_equal(cols, ops.cast(rows, "int32")[:, :, None]))
+    cond = ops.logical_and(valid, ops.logical_and(a2 > 0, b2 > 0))
+    scores = ops.reshape(ops.where(cond, a2 * b2, neg), (ops.shape(a)[0], -1))
+    best = ops.argmax(scores, axis=1)
+    best_score = ops.max(scores, axis=1)
+    # No pair meets the sign conditions: the largest a_p + a_q (the top two of a over the domain).
+    top_a, idx_a = ops.top_k(ops.where(domain, a, neg), 2, sorted=True)
+    found = best_score > neg
+    r = ops.cast(best // n_feat, "int32")
+    p1 = ops.where(found, ops.squeeze(ops.take_along_axis(ops.cast(rows, "int32"), r[:, None], axis=1), 1),
+                   ops.cast(idx_a[:, 0], "int32"))
+    p2 = ops.where(found, ops.cast(best % n_feat, "int32"), ops.cast(idx_a[:, 1], "int32"))
+    certified = ops.maximum(best_score, 0.0) >= rest
+    return p1, p2, certified
+
+
+def _apply_pairs(flat, domain, p1, p2, apply, theta):
+    """Move pixels ``p1`` and ``p2`` of the ``apply`` rows by ``theta`` (clipped) and take them off the domain."""
+    n_feat = ops.shape(flat)[1]
+    hit = ops.logical_or(ops.equal(ops.arange(n_feat, dtype="int32")[None, :], p1[:, None]),
+                         ops.equal(ops.arange(n_feat, dtype="int32")[None, :], p2[:, None]))
+    hit = ops.logical_and(hit, apply[:, None])
+    flat = ops.where(hit, ops.clip(flat + theta, 0.0, 1.0), flat)
+    return flat, ops.logical_and(domain, ops.logical_not(hit))
