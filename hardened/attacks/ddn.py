@@ -3,7 +3,9 @@
 import math
 
 import numpy as np
+from keras import ops
 
+from hardened.attacks import _grad, _ops
 from hardened.attacks.base import Attack, norms, project_l2, register
 
 
@@ -17,7 +19,8 @@ class DDN(Attack):
     adversarial and grows by ``(1 + gamma)`` otherwise; ``delta`` is rescaled
     to ``eps`` and clipped to the image box. A zero gradient is replaced by a
     random direction (as in the reference code). Returns the smallest
-    adversarial perturbation found (the input where none was found).
+    adversarial perturbation found (the input where none was found). Each
+    iteration is one compiled backend program (`_grad.make_step`).
 
     Args:
         steps: Iterations.
@@ -42,37 +45,50 @@ class DDN(Attack):
         self._check_number("max_norm", low=0.0, allow_none=True)
         self._check_loss_param()
 
+    def _step(self, model, objective):
+        targeted = self.targeted
+
+        def body(fns, delta, eps, best_l2, best_delta, x, y_oh, t_oh, lab, noise, lr, worst, gamma):
+            l2 = _ops.l2(delta)
+            _, grad, logits = fns.grad(x + delta, objective, y_oh, t_oh)
+            adv = _ops.success(logits, lab, targeted)
+            better = ops.logical_and(adv, l2 < best_l2)
+            best_l2 = ops.where(better, l2, best_l2)
+            best_delta = _ops.select(better, delta, best_delta)
+            # A zero gradient gets a random direction, as in the reference code.
+            zero = _ops.l2(grad) == 0
+            grad = _ops.select(zero, noise, grad)
+            delta = delta + lr * _ops.normalize_l2(grad)
+            eps = ops.minimum(eps * ops.where(adv, 1.0 - gamma, 1.0 + gamma), worst)
+            delta = delta * _ops.bcast(eps / ops.maximum(_ops.l2(delta), 1e-12), delta)
+            delta = ops.clip(x + delta, 0.0, 1.0) - x
+            return delta, eps, best_l2, best_delta, ops.any(zero)
+
+        key = ("ddn", objective, targeted)
+        return _grad.make_step(model, key, body, grad_samples=self._grad_samples)
+
     def _attack_batch(self, model, x, y, target, rng):
         p = self.params
         n = len(x)
-        shape = (-1,) + (1,) * (x.ndim - 1)
         y_oh, t_oh = self._onehots(y, target)
-        loss_grad = self._loss_grad(model, self._objective())
-        delta = np.zeros_like(x)
-        eps = np.full(n, p["init_norm"], np.float32)
+        objective = self._objective()
+        step = self._step(model, objective)
+        T = _grad.to_tensor
+        lab = T(target if self.targeted else y, "int32")
         worst = norms(np.maximum(x, 1.0 - x), "l2")
-        best_l2 = worst.copy()
-        best_delta = np.zeros_like(x)
+        consts = (T(x), T(y_oh), T(t_oh), lab)
+        delta, eps = T(np.zeros_like(x)), T(np.full(n, p["init_norm"], np.float32))
+        best_l2, best_delta = T(worst), T(np.zeros_like(x))
+        worst_t, gamma = T(worst), T(p["gamma"])
+        noise = T(rng.standard_normal(x.shape).astype(np.float32))
         for i in range(p["steps"]):
             # torch's CosineAnnealingLR(T_max=steps, eta_min=0.01), stepped before each iteration
             lr = 0.01 + (1.0 - 0.01) * (1 + math.cos(math.pi * (i + 1) / p["steps"])) / 2
-            l2 = norms(delta, "l2")
-            _, grad, logits = loss_grad(x + delta, y_oh, t_oh)
-            adv = self._success(logits, y, target)
-            better = adv & (l2 < best_l2)
-            best_l2 = np.where(better, l2, best_l2)
-            best_delta[better] = delta[better]
-            gnorm = norms(grad, "l2")
-            zero = gnorm == 0
-            if zero.any():
-                grad[zero] = rng.standard_normal(grad[zero].shape).astype(np.float32)
-                gnorm = norms(grad, "l2")
-            delta = delta + lr * grad / gnorm.reshape(shape)
-            eps = eps * np.where(adv, 1.0 - p["gamma"], 1.0 + p["gamma"]).astype(np.float32)
-            eps = np.minimum(eps, worst)
-            dnorm = norms(delta, "l2")
-            delta = delta * (eps / np.maximum(dnorm, 1e-12)).reshape(shape)
-            delta = (np.clip(x + delta, 0.0, 1.0) - x).astype(np.float32)
+            delta, eps, best_l2, best_delta, used = step(delta, eps, best_l2, best_delta, *consts, noise, T(lr),
+                                                         worst_t, gamma)
+            if bool(_grad.to_numpy(used)):  # a direction is used once; draw the next only when one was
+                noise = T(rng.standard_normal(x.shape).astype(np.float32))
+        delta, best_l2, best_delta = _grad.to_numpy(delta, best_l2, best_delta)
         # The final iterate too (the reference loop checks before each step only).
         logits = self._forward(model)(x + delta)
         l2 = norms(delta, "l2")

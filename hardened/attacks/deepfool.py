@@ -1,7 +1,9 @@
 """DeepFool (Moosavi-Dezfooli et al., 2016), l2 and linf, and its robustness metric rho."""
 
 import numpy as np
+from keras import ops
 
+from hardened.attacks import _grad, _ops
 from hardened.attacks.base import Attack, norms, register
 from hardened.attacks.losses import weighted_logits
 
@@ -46,56 +48,56 @@ class DeepFool(Attack):
         self.last_success = (np.concatenate(self._succ_parts) if self._succ_parts else np.zeros(0, bool))
         return out
 
+    def _step(self, model, n_weights):
+        linf = self.norm == "linf"
+
+        def body(fns, x_adv, r_tot, active, x, y, weights, overshoot):
+            logits, gs = fns.grads(x_adv, weighted_logits, [weights[:, j] for j in range(n_weights)])
+            active = ops.logical_and(active, _ops.predicted(logits) == y)
+            # (n, k-1): z_k - z_y, negative while y wins; (n, k-1, F): their input gradients
+            fs = ops.stack([ops.sum(logits * weights[:, j], axis=1) for j in range(n_weights)], axis=1)
+            gs = ops.stack([_ops.flat(g) for g in gs], axis=1)
+            gnorm = ops.sum(ops.abs(gs), axis=2) if linf else ops.sqrt(ops.sum(ops.square(gs), axis=2))
+            best = ops.argmin(ops.abs(fs) / (gnorm + 1e-8), axis=1)
+            pick = ops.one_hot(best, n_weights, dtype=gs.dtype)
+            fb = ops.sum(ops.abs(fs) * pick, axis=1)
+            nb = ops.sum(gnorm * pick, axis=1)
+            gb = ops.sum(gs * pick[:, :, None], axis=1)
+            # The reference code's step: (|f| / ||w|| + 1e-4) along the boundary normal.
+            size = fb / (nb + 1e-8) + 1e-4
+            step = ops.sign(gb) * size[:, None] if linf else gb * (size / (nb + 1e-8))[:, None]
+            step = ops.reshape(step, ops.shape(x)) * _ops.bcast(ops.cast(active, step.dtype), x)
+            r_tot = r_tot + step
+            x_adv = ops.clip(x + (1.0 + overshoot) * r_tot, 0.0, 1.0)
+            return x_adv, r_tot, active, ops.any(active)
+
+        return _grad.make_step(model, ("deepfool", self.norm, n_weights), body, grad_samples=self._grad_samples)
+
     def _attack_batch(self, model, x, y, target, rng):
         p = self.params
-        n = len(x)
         k_all = self._num_classes
         forward = self._forward(model)
-        loss_grad = self._loss_grad(model, weighted_logits)
         logits0 = forward(x)
         order = np.argsort(-logits0, axis=1, kind="stable")
         n_cand = k_all if p["candidates"] is None else min(p["candidates"], k_all)
         # Candidate classes other than y: the most likely ones first.
         others = np.stack([row[row != lab][: n_cand - 1] for row, lab in zip(order, y)])
         eye = np.eye(k_all, dtype=np.float32)
-        r_tot = np.zeros_like(x)
-        x_adv = x.copy()
+        weights = (eye[others] - eye[y][:, None, :]).astype(np.float32)  # (n, k-1, K): z_k - z_y
         active = np.argmax(logits0, axis=1) == y
-        shape = (-1,) + (1,) * (x.ndim - 1)
-        for _ in range(p["steps"]):
-            if not active.any():
-                break
-            fs, gs = [], []
-            for j in range(others.shape[1]):
-                w = eye[others[:, j]] - eye[y]
-                f, g, logits = loss_grad(x_adv, w)
-                if j == 0:
-                    active &= np.argmax(logits, axis=1) == y
-                    if not active.any():
-                        break
-                fs.append(f)
-                gs.append(g.reshape(n, -1))
-            if not active.any():
-                break
-            fs = np.stack(fs, axis=1)  # (n, k-1): z_k - z_y, negative while y wins
-            gs = np.stack(gs, axis=1)  # (n, k-1, F)
-            if self.norm == "l2":
-                gnorm = np.sqrt(np.sum(gs.astype(np.float64) ** 2, axis=2)).astype(np.float32)
-            else:
-                gnorm = np.sum(np.abs(gs), axis=2)
-            dist = np.abs(fs) / (gnorm + 1e-8)
-            best = np.argmin(dist, axis=1)
-            rows = np.arange(n)
-            fb, gb, nb = np.abs(fs[rows, best]), gs[rows, best], gnorm[rows, best]
-            # The reference code's step: (|f| / ||w|| + 1e-4) along the boundary normal.
-            size = fb / (nb + 1e-8) + 1e-4
-            if self.norm == "l2":
-                step = (size / (nb + 1e-8))[:, None] * gb
-            else:
-                step = size[:, None] * np.sign(gb)
-            step = step.reshape(x.shape) * active.reshape(shape)
-            r_tot = r_tot + step.astype(np.float32)
-            x_adv = np.clip(x + (1.0 + p["overshoot"]) * r_tot, 0.0, 1.0).astype(np.float32)
+        if active.any():
+            step = self._step(model, others.shape[1])
+            T = _grad.to_tensor
+            consts = (T(x), T(y, "int32"), T(weights), T(p["overshoot"]))
+            x_adv, r_tot, act = T(x), T(np.zeros_like(x)), T(active, "bool")
+            for _ in range(p["steps"]):
+                new_x, new_r, act, any_active = step(x_adv, r_tot, act, *consts)
+                if not bool(_grad.to_numpy(any_active)):
+                    break  # every image crossed before this step: x_adv stays the iterate that did
+                x_adv, r_tot = new_x, new_r
+            x_adv = _grad.to_numpy(x_adv).astype(np.float32)
+        else:
+            x_adv = x.copy()
         self._succ_parts.append(np.argmax(forward(x_adv), axis=1) != y)
         return x_adv
 
