@@ -1,15 +1,30 @@
-"""PGD-20 throughput: ours vs torchattacks (torch backend), ours on TensorFlow and JAX, and the floor.
+"""Attack cost against the compute floor: PGD throughput, and C&W / EAD / JSMA cost per (image, target) pair.
 
 Usage::
 
-    python benchmarks/attacks.py [--batch 64] [--steps 20] [--repeats 2] [--threads 1]
+    python benchmarks/attacks.py [--batch 64] [--steps 20] [--repeats 3] [--threads 1]
+                                 [--pair-batch 32] [--pair-steps 20] [--no-pairs]
 
-Prints images/s of PGD (linf, eps 0.3, CE loss) on Carlini & Wagner's MNIST
-CNN (28x28x1, random weights, identical on every backend), and the ratio of
-our PGD time to ``steps`` x one raw forward+backward pass of the same batch
-(the floor any PGD implementation pays). The torch numbers run in this
-process; TensorFlow and JAX each run in a subprocess with ``KERAS_BACKEND``
-set. torchattacks is optional (``pip install --no-deps torchattacks``).
+1. PGD (linf, eps 0.3, CE loss) on Carlini & Wagner's MNIST CNN (28x28x1,
+   random weights, identical on every backend): images/s, ours against
+   torchattacks on torch, and the ratio of our time to ``steps`` x one raw
+   forward+backward pass of the same batch (the floor any PGD pays).
+2. Per (image, target) pair, on seed 000's 7-layer CNN at the MNIST
+   (28x28x1) and CIFAR-10 (32x32x3) shapes: C&W-L2, EAD, JSMA-F and JSMA-Z
+   with the seed suite's settings except the iteration count (``--pair-steps``
+   for C&W / EAD, JSMA's gamma chosen for about as many iterations): the cost
+   of one iteration is what a card's budget is planned from, and it does not
+   depend on how many iterations run. The floor is the model passes an
+   iteration needs (see `_floor`), times the iterations actually run (C&W's
+   early abort and JSMA's stop count as run); it is printed with the ms per
+   pair per iteration and the resulting cost per pair at the suite's settings.
+
+Every number of a table comes from one process, with the contenders
+interleaved after a warm-up call each and the best of ``--repeats`` kept (on
+a shared machine other processes only ever add time). The torch numbers run
+in this process; TensorFlow and JAX each run in a subprocess with
+``KERAS_BACKEND`` set. torchattacks is optional (``pip install --no-deps
+torchattacks``).
 """
 
 import argparse
@@ -19,14 +34,20 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _floor  # noqa: E402
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (0: torch's default); 1 avoids spinning on busy machines")
+    parser.add_argument("--pair-batch", type=int, default=32, help="(image, target) pairs attacked together")
+    parser.add_argument("--pair-steps", type=int, default=20, help="C&W / EAD iterations timed (one c)")
+    parser.add_argument("--no-pairs", action="store_true", help="PGD only")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -81,51 +102,6 @@ def timed(fns, repeats):
     return best
 
 
-def raw_forward_backward(model, x, y):
-    """One forward+backward pass of CE w.r.t. the input, in the backend's own autodiff (compiled
-    where our attacks compile: tf.function on TensorFlow, jit on JAX)."""
-    import keras
-    import numpy as np
-
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        xt, yt = torch.tensor(x), torch.tensor(y)
-
-        def run():
-            xg = xt.clone().requires_grad_(True)
-            loss = torch.nn.functional.cross_entropy(model(xg, training=False), yt)
-            torch.autograd.grad(loss, xg)
-
-        return run
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function
-        def step(xv, yv):
-            with tf.GradientTape() as tape:
-                tape.watch(xv)
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yv, model(xv, training=False)))
-            return tape.gradient(loss, xv)
-
-        xv, yv = tf.constant(x), tf.constant(y)
-        return lambda: step(xv, yv).numpy()
-    import jax
-    import jax.numpy as jnp
-
-    tv = [v.value for v in model.trainable_variables]
-    ntv = [v.value for v in model.non_trainable_variables]
-
-    def loss(xv, tv, ntv, yv):  # weights as arguments, as in our attacks (no constant folding)
-        logits, _ = model.stateless_call(tv, ntv, xv, training=False)
-        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), yv[:, None], axis=1))
-
-    grad = jax.jit(jax.grad(loss))
-    xv, yv = jnp.asarray(x), jnp.asarray(np.asarray(y, np.int32))
-    return lambda: grad(xv, tv, ntv, yv).block_until_ready()
-
-
 def _torchattacks_pgd(model, x, y, steps):
     """torchattacks' PGD on the same Keras (torch-backend) model, or None if not installed."""
     import torch
@@ -157,12 +133,7 @@ def run(args, with_torchattacks=False):
     model = build_model()
     x, y = data(args.batch)
     attack = get_attack("pgd", eps=0.3, steps=args.steps, step_size=0.01, loss="ce")
-    one = raw_forward_backward(model, x, y)
-
-    def floor():
-        for _ in range(args.steps):
-            one()
-
+    floor = _floor.repeat(_floor.passes(model, x, y), args.steps)
     fns = [lambda: attack.generate(model, x, y, batch_size=args.batch), floor]
     theirs = _torchattacks_pgd(model, x, y, args.steps) if with_torchattacks else None
     if theirs is not None:
@@ -176,11 +147,79 @@ def run(args, with_torchattacks=False):
     return out
 
 
+# name, attack, the seed suite's settings (hardened.evaluation.suites), iterations there, floor passes
+PAIR_CASES = (
+    ("C&W", "cw_l2", {"confidence": 0.0, "lr": 5e-3, "initial_const": 1e-2, "abort_early": True}, 5 * 1000,
+     {"backwards": 1}),
+    ("EAD", "ead", {"beta": 1e-2, "decision_rule": "EN", "confidence": 0.0, "lr": 1e-2, "initial_const": 1e-3,
+                    "abort_early": False}, 9 * 1000, {"backwards": 1, "extra_forward": True}),
+    ("JSMA-F", "jsma", {"variant": "F", "theta": 1.0}, None, {"backwards": 1}),
+    ("JSMA-Z", "jsma", {"variant": "Z", "theta": 1.0}, None, {"backwards": 2}),
+)
+PAIR_SHAPES = {"MNIST": (28, 28, 1), "CIFAR-10": (32, 32, 3)}
+
+
+def pairs(args):
+    """Seconds per pair per iteration of C&W, EAD, JSMA-F/Z on seed_cnn7, and their ratio to the floor."""
+    import keras
+    import numpy as np
+
+    from hardened.attacks import get_attack
+    from hardened.models import build_model as build
+
+    rows = []
+    for shape_name, shape in PAIR_SHAPES.items():
+        keras.utils.set_random_seed(0)
+        model = build("seed_cnn7", input_shape=shape)
+        rng = np.random.default_rng(2)
+        x = rng.uniform(0, 1, size=(args.pair_batch, *shape)).astype("float32")
+        y = np.argmax(model.predict(x, verbose=0), -1)
+        target = (y + 1 + rng.integers(0, 9, len(y))) % 10
+        n_feat = int(np.prod(shape))
+        for label, name, params, suite_iters, floor_kind in PAIR_CASES:
+            if name == "jsma":
+                # gamma caps the iterations at n_feat * gamma / 2: about --pair-steps of them (the suite's
+                # gamma 1.0 allows n_feat / 2; an iteration costs the same either way).
+                params = dict(params, gamma=2.0 * args.pair_steps / n_feat)
+                suite_iters = n_feat // 2
+            else:
+                params = dict(params, binary_search_steps=1, steps=args.pair_steps)
+            attack = get_attack(name, targeted=True, **params)
+
+            def run_attack(attack=attack):
+                attack.generate(model, x, y, target=target, batch_size=args.pair_batch)
+
+            run_attack()  # compile; also fixes the iterations run (deterministic)
+            steps = attack.last_steps
+            floor = _floor.repeat(_floor.passes(model, x, y, **floor_kind), steps)
+            t_attack, t_floor = timed([run_attack, floor], args.repeats)
+            per = t_attack / (steps * args.pair_batch)
+            rows.append({"shape": shape_name, "attack": label, "steps_run": steps, "attack_s": t_attack,
+                         "floor_s": t_floor, "ratio_to_floor": t_attack / t_floor,
+                         "ms_per_pair_step": 1e3 * per, "suite_iters": suite_iters,
+                         "suite_s_per_pair": per * suite_iters,
+                         "floor": "fwd+bwd" + ("+bwd" if floor_kind.get("backwards", 1) > 1 else "")
+                                  + ("+fwd" if floor_kind.get("extra_forward") else "")})
+    return rows
+
+
+def print_pairs(backend, rows, args):
+    print(f"  {backend}: cost per (image, target) pair, seed_cnn7, {args.pair_batch} pairs per batch")
+    print(f"    {'shape':<9}{'attack':<8}{'iters':>6}{'ms/pair/iter':>14}{'floor':>14}{'/floor':>8}"
+          f"{'suite iters':>12}{'s/pair there':>14}")
+    for r in rows:
+        print(f"    {r['shape']:<9}{r['attack']:<8}{r['steps_run']:>6}{r['ms_per_pair_step']:>14.3f}"
+              f"{r['floor']:>14}{r['ratio_to_floor']:>7.2f}x{r['suite_iters']:>12}{r['suite_s_per_pair']:>14.2f}")
+
+
 def subprocess_worker(backend, args):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--batch", str(args.batch), "--steps",
-           str(args.steps), "--repeats", str(args.repeats), "--threads", str(args.threads)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+           str(args.steps), "--repeats", str(args.repeats), "--threads", str(args.threads),
+           "--pair-batch", str(args.pair_batch), "--pair-steps", str(args.pair_steps)]
+    if args.no_pairs:
+        cmd.append("--no-pairs")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"backend": backend, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
@@ -194,7 +233,10 @@ def main(argv=None):
             import torch
 
             torch.set_num_threads(args.threads)
-        print(json.dumps(run(args)))
+        out = run(args)
+        if not args.no_pairs:
+            out["pairs"] = pairs(args)
+        print(json.dumps(out))
         return
     os.environ["KERAS_BACKEND"] = "torch"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -205,6 +247,7 @@ def main(argv=None):
     print(f"PGD-{args.steps} (linf, eps 0.3, CE), batch {args.batch}, C&W MNIST CNN (28x28x1), "
           f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs; best of {args.repeats}")
     res = run(args, with_torchattacks=True)
+    torch_pairs = None if args.no_pairs else pairs(args)
     print(f"  torch      ours          {res['images_per_s']:8.1f} images/s  ({res['pgd_s']:.3f} s/batch)")
     if "torchattacks_s" not in res:
         print("  torch      torchattacks  (not installed: pip install --no-deps torchattacks)")
@@ -214,13 +257,22 @@ def main(argv=None):
               f"{res['images_per_s'] / res['torchattacks_images_per_s']:.2f}x")
     print(f"  torch      ours / floor ({args.steps} x fwd+bwd = {res['floor_s']:.3f} s): "
           f"{res['ratio_to_floor']:.2f}x")
+    others = {}
     for backend in ("tensorflow", "jax"):
-        res = subprocess_worker(backend, args)
+        res = others[backend] = subprocess_worker(backend, args)
         if "error" in res:
             print(f"  {backend:10s} failed: {res['error']}")
             continue
         print(f"  {backend:10s} ours          {res['images_per_s']:8.1f} images/s  ({res['pgd_s']:.3f} s/batch)"
               f"  ours / floor ({res['floor_s']:.3f} s): {res['ratio_to_floor']:.2f}x")
+    if args.no_pairs:
+        return
+    print("C&W / EAD / JSMA per pair (floor: the model passes one iteration needs x iterations run; "
+          "'s/pair there': at the seed suite's iterations, without early abort)")
+    print_pairs("torch", torch_pairs, args)
+    for backend, res in others.items():
+        if "pairs" in res:
+            print_pairs(backend, res["pairs"], args)
 
 
 if __name__ == "__main__":
