@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/attacks.py [--batch 64] [--steps 20] [--repeats 3] [--threads 1]
-                                 [--pair-batch 32] [--pair-steps 20] [--no-pairs]
+    python benchmarks/attacks.py [--batch 64] [--steps 20] [--repeats 5] [--threads 1]
+                                 [--pair-batch 32] [--pair-steps 20] [--pair-repeats 3] [--no-pairs]
 
 1. PGD (linf, eps 0.3, CE loss) on Carlini & Wagner's MNIST CNN (28x28x1,
    random weights, identical on every backend): images/s, ours against
@@ -42,9 +42,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (0: torch's default); 1 avoids spinning on busy machines")
+    parser.add_argument("--pair-repeats", type=int, default=3, help="rounds of the per-pair table")
     parser.add_argument("--pair-batch", type=int, default=32, help="(image, target) pairs attacked together")
     parser.add_argument("--pair-steps", type=int, default=20, help="C&W / EAD iterations timed (one c)")
     parser.add_argument("--no-pairs", action="store_true", help="PGD only")
@@ -85,19 +86,25 @@ def data(batch):
     return rng.uniform(0, 1, size=(batch, 28, 28, 1)).astype("float32"), rng.integers(0, 10, batch)
 
 
-def timed(fns, repeats):
+def timed(fns, repeats, seed=0):
     """Best wall time of each of ``fns`` over ``repeats`` interleaved rounds, after one warm-up call each.
 
-    Interleaved, and the minimum rather than the mean: on a shared machine other
-    processes only ever add time, and they should hit every contender alike.
+    Interleaved in a shuffled order each round, and the minimum rather than the
+    mean: on a shared machine other processes only ever add time, and they
+    should hit every contender alike; no contender always runs first.
     """
+    import random
+
     for fn in fns:
         fn()  # compilation, caches
     best = [float("inf")] * len(fns)
+    order = list(range(len(fns)))
+    shuffle = random.Random(seed).shuffle
     for _ in range(repeats):
-        for i, fn in enumerate(fns):
+        shuffle(order)
+        for i in order:
             start = time.perf_counter()
-            fn()
+            fns[i]()
             best[i] = min(best[i], time.perf_counter() - start)
     return best
 
@@ -192,7 +199,7 @@ def pairs(args):
             run_attack()  # compile; also fixes the iterations run (deterministic)
             steps = attack.last_steps
             floor = _floor.repeat(_floor.passes(model, x, y, **floor_kind), steps)
-            t_attack, t_floor = timed([run_attack, floor], args.repeats)
+            t_attack, t_floor = timed([run_attack, floor], args.pair_repeats)
             per = t_attack / (steps * args.pair_batch)
             rows.append({"shape": shape_name, "attack": label, "steps_run": steps, "attack_s": t_attack,
                          "floor_s": t_floor, "ratio_to_floor": t_attack / t_floor,
@@ -216,7 +223,7 @@ def subprocess_worker(backend, args):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--batch", str(args.batch), "--steps",
            str(args.steps), "--repeats", str(args.repeats), "--threads", str(args.threads),
-           "--pair-batch", str(args.pair_batch), "--pair-steps", str(args.pair_steps)]
+           "--pair-batch", str(args.pair_batch), "--pair-repeats", str(args.pair_repeats), "--pair-steps", str(args.pair_steps)]
     if args.no_pairs:
         cmd.append("--no-pairs")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)

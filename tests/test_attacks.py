@@ -474,3 +474,52 @@ def test_wrappers_compose(setup):
     assert np.abs(x_adv - x).max() <= 0.25 + 1e-6
     with pytest.raises(ValueError, match="positive integer"):
         A.eot(A.get_attack("pgd"), n=0)
+
+
+# --------------------------------------------------------------------------- JSMA's pair search
+def _best_pair_brute(a, b, dom):
+    """Best score of the exhaustive pair search (``-inf`` when no pair meets the sign conditions)."""
+    a2, b2 = a[:, None] + a[None, :], b[:, None] + b[None, :]
+    ok = dom[:, None] & dom[None, :] & ~np.eye(len(a), dtype=bool) & (a2 > 0) & (b2 > 0)
+    return np.max(np.where(ok, a2 * b2, -np.inf))
+
+
+@pytest.mark.parametrize("kind", ["independent", "correlated", "anti", "ties"])
+def test_jsma_pair_search_matches_exhaustive_search(kind):
+    """The Pareto-layer search finds the exhaustive search's best score wherever it certifies (almost always)."""
+    from keras import ops
+
+    from hardened.attacks.jsma import _pair_search
+
+    rng = np.random.default_rng(0)
+    n, f = 24, 300
+    a = rng.normal(size=(n, f)).astype("float32")
+    b = {"independent": rng.normal(size=(n, f)), "correlated": a + 0.3 * rng.normal(size=(n, f)),
+         "anti": -a + 0.5 * rng.normal(size=(n, f)),
+         "ties": np.round(rng.normal(size=(n, f)))}[kind].astype("float32")
+    if kind == "ties":
+        a = np.round(a)
+    dom = rng.random((n, f)) < 0.7
+    p1, p2, cert = (ops.convert_to_numpy(v) for v in _pair_search(ops.convert_to_tensor(a), ops.convert_to_tensor(b),
+                                                                  ops.convert_to_tensor(dom), 64, f))
+    assert cert.mean() >= 0.9
+    for i in np.flatnonzero(cert):
+        best = _best_pair_brute(a[i], b[i], dom[i])
+        assert p1[i] != p2[i] and dom[i, p1[i]] and dom[i, p2[i]]
+        if np.isfinite(best):
+            got = (a[i, p1[i]] + a[i, p2[i]]) * (b[i, p1[i]] + b[i, p2[i]])
+            np.testing.assert_allclose(got, best, rtol=1e-5)
+        else:  # no valid pair: the two largest a
+            assert sorted([a[i, p1[i]], a[i, p2[i]]]) == sorted(np.sort(a[i][dom[i]])[-2:])
+
+
+def test_jsma_pair_search_flags_large_fronts():
+    """Points on one line a + b = c are all Pareto-optimal: more than k of them cannot be certified."""
+    from keras import ops
+
+    from hardened.attacks.jsma import _pair_search
+
+    a = np.linspace(-1, 1, 200, dtype="float32")[None, :]
+    _, _, cert = _pair_search(ops.convert_to_tensor(a), ops.convert_to_tensor(1.0 - a),
+                              ops.convert_to_tensor(np.ones_like(a, bool)), 64, 200)
+    assert not bool(ops.convert_to_numpy(cert)[0])
