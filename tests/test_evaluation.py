@@ -618,3 +618,46 @@ def test_cli_transfer_from_records_the_source_checkpoint(toy_model, other_toy_mo
     assert src["recorded_from"] == "hardened_metadata" and src["weights_sha256"] == sha
     assert res["attacks"][0]["status"] == "ok" and res["attacks"][0]["transfer_source"] == src["model_name"]
     assert "--transfer-from" in res["command"] and "transfer source" in (out / "results.md").read_text()
+
+
+def test_quick_tour_profile_caps_images_and_names_what_it_leaves_out():
+    """`--quick tour` only lowers image counts; EAD and targeted ZOO are skipped with the reason, not weakened."""
+    from hardened.evaluation.suites import build_suite
+
+    full = {s.name: s for s in build_suite("full", dataset="mnist", backend="torch")}
+    tour = {s.name: s for s in build_suite("full", dataset="mnist", backend="torch", quick="tour")}
+    assert tour.keys() == full.keys()
+    for name, spec in tour.items():
+        assert spec.params == full[name].params  # attack strength untouched
+    assert tour["C&W"].max_images == 1 and tour["C&W"].quick_capped
+    assert "tour" in tour["EAD"].skip_reason and "tour" in tour["ZOO-targeted"].skip_reason
+    assert tour["PGD-CE"].max_images is None and tour["PGD-CE"].skip_reason is None
+    with pytest.raises(ValueError, match="quick profile"):
+        build_suite("full", dataset="mnist", quick="fast")
+
+
+def test_summary_table_shows_rates_with_intervals_sizes_flags_and_duration():
+    from hardened.evaluation.summary import format_summary
+
+    results = {
+        "model_name": "toy", "dataset": "mnist", "backend": "torch", "seed": 0, "n": 100, "n_correct": 98,
+        "clean_accuracy": 0.98, "randomized": False, "budget": {"note": "quick profile 'tour': fewer images for C&W"},
+        "attacks": [
+            {"name": "PGD-CE", "status": "ok", "eps": 0.3, "norm": "linf", "targeted": False, "success_rate": 0.5,
+             "n_images": 100, "n_attacked": 98, "n_success": 49, "seconds": 12.0},
+            {"name": "C&W", "status": "ok", "eps": None, "norm": "l2", "targeted": True, "success_rate": 1.0,
+             "n_images": 1, "n_attacked": 9, "n_success": 9, "seconds": 60.0, "quick_capped": True},
+            {"name": "EAD", "status": "skipped", "reason": "left out", "eps": None, "norm": "l1", "targeted": True,
+             "success_rate": None, "n_images": 0, "n_attacked": 0, "n_success": 0, "seconds": 0.0},
+        ],
+        "flags": [{"name": "ce_margin_gap", "kind": "masking", "triggered": True, "evaluated": True, "detail": "gap"},
+                  {"name": "zero_gradients", "kind": "masking", "triggered": False, "evaluated": True}],
+    }
+    text = format_summary(results, seconds=403.2)
+    assert "clean accuracy 98.0 % [93.0, 99.4] on n=100" in text
+    pgd = next(line for line in text.splitlines() if line.strip().startswith("PGD-CE"))
+    assert "98" in pgd and "50.0 %" in pgd and "[40.3, 59.7]" in pgd
+    assert "1x9" in text and "quick budget" in text and "skipped: left out" in text
+    assert "worst case at linf <= 0.3: PGD-CE 50.0 %" in text and "robust accuracy 49.0 %" in text
+    assert "gradient masking: YES (1 of 2 checks triggered)" in text and "! ce_margin_gap: gap" in text
+    assert text.endswith("finished in 6 min 43 s")

@@ -190,8 +190,10 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
         "versions": package_versions(),
         "budget": {
             "quick": bool(quick),
+            "profile": quick if isinstance(quick, str) else None,
             "caps": {k: int(v) for k, v in quick.items()} if isinstance(quick, dict) else None,
-            "note": ("quick budget: fewer images for " + ", ".join(capped) +
+            "note": ((f"quick profile {quick!r}: " if isinstance(quick, str) else "quick budget: ") +
+                     "fewer images for " + ", ".join(capped) +
                      "; every other parameter is the full suite's") if quick and capped else
                     ("quick budget requested; no attack of this selection is capped" if quick else "full budget"),
             "capped_attacks": capped,
