@@ -1,6 +1,6 @@
 """Inference time of each defended head next to its undefended base, on the current backend.
 
-Run:  KERAS_BACKEND=tensorflow python benchmarks/layers.py [--batch 128] [--repeats 7]
+Run:  KERAS_BACKEND=tensorflow python benchmarks/layers.py [--batch 128] [--repeats 15]
 
 Every row is measured in this one run, side by side, and reported as a ratio
 to the base network, so the numbers compare across machines. The timing is
@@ -10,10 +10,14 @@ built so that a ratio measures the head and nothing else:
   allocator caches) before any is timed;
 - the repeats are interleaved (round ``r`` times every variant once, in a
   shuffled order), so that a slow phase of a shared machine hits all alike;
-- each variant's number is the median of its ``--repeats`` rounds.
+- each variant's time is the median of its ``--repeats`` rounds, and its
+  ratio the median over rounds of its time over the base's time *in the same
+  round*, so that a slow round (another process on a shared machine) cancels
+  out of the ratio instead of landing on whichever variant it hit.
 
 A ratio below 1.0 is then noise (a head only adds work); the spread of the
-base's repeats is printed so that it can be told from a real cost.
+base's repeats and a control row (a second copy of the base) are printed so
+that noise can be told from a real cost.
 """
 
 import argparse
@@ -44,6 +48,8 @@ def cases(input_shape):
     for kind, extra in (("dropout", {"rate": 0.3}), ("sap", {"ratio": 1.0}), ("noise", {"stddev": 0.1})):
         spec = {"stochastic": {"kind": kind, "seed": 0, **extra}}
         yield "seed_cnn7", f"{kind} after fc1", build_model("seed_cnn7", defense=spec, **base)
+    # Control: a second, separately built base. Its ratio is pure measurement noise (and bias).
+    yield "seed_cnn7", "none (base, control copy)", build_model("seed_cnn7", **base)
     yield "cw_cnn", "none (base)", build_model("cw_cnn", **base)
     yield "cw_cnn", "HRS 10x10 (random path)", build_model("hrs_cnn", channels=(10, 10), **base)
     fixed = build_model("hrs_cnn", channels=(10, 10), **base)
@@ -71,7 +77,7 @@ def interleaved_medians(fns, repeats, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--input-shape", default="32,32,3")
     args = parser.parse_args()
     shape = tuple(int(s) for s in args.input_shape.split(","))
@@ -86,12 +92,12 @@ def main():
     base = {}
     for (net, label, _), t, s in zip(rows, medians, samples):
         if net not in base:
-            base[net] = t
+            base[net] = np.asarray(s)
             spread = f"   (repeats {1e3 * min(s):.1f}-{1e3 * max(s):.1f} ms)"
         else:
             spread = ""
-        print(f"{net:<10} {label:<28} {t * 1e3:9.1f} {args.batch / t:8.0f} {t / base[net]:6.2f}{spread}")
-
+        ratio = float(np.median(np.asarray(s) / base[net]))
+        print(f"{net:<10} {label:<28} {t * 1e3:9.1f} {args.batch / t:8.0f} {ratio:6.2f}{spread}")
 
 if __name__ == "__main__":
     main()
