@@ -44,7 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (0: torch's default); 1 avoids spinning on busy machines")
+                        help="torch and TensorFlow intra-op threads (0: the default); 1 avoids spinning on busy machines")
     parser.add_argument("--pair-repeats", type=int, default=3, help="rounds of the per-pair table")
     parser.add_argument("--pair-batch", type=int, default=32, help="(image, target) pairs attacked together")
     parser.add_argument("--pair-steps", type=int, default=20, help="C&W / EAD iterations timed (one c)")
@@ -236,10 +236,12 @@ def subprocess_worker(backend, args):
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
-        if os.environ.get("KERAS_BACKEND") == "torch" and args.threads:
-            import torch
+        if os.environ.get("KERAS_BACKEND") == "tensorflow" and args.threads:
+            import tensorflow as tf
 
-            torch.set_num_threads(args.threads)
+            # As for torch: one intra-op thread does not spin against whatever else runs on the machine.
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         out = run(args)
         if not args.no_pairs:
             out["pairs"] = pairs(args)
