@@ -32,10 +32,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _floor  # noqa: E402
+import _timing  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,7 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch and TensorFlow intra-op threads (0: the default); 1 avoids spinning on busy machines")
+                        help="torch and TensorFlow intra-op threads (0: the default); "
+                             "1 avoids spinning on busy machines")
     parser.add_argument("--pair-repeats", type=int, default=3, help="rounds of the per-pair table")
     parser.add_argument("--pair-batch", type=int, default=32, help="(image, target) pairs attacked together")
     parser.add_argument("--pair-steps", type=int, default=20, help="C&W / EAD iterations timed (one c)")
@@ -86,27 +87,13 @@ def data(batch):
     return rng.uniform(0, 1, size=(batch, 28, 28, 1)).astype("float32"), rng.integers(0, 10, batch)
 
 
-def timed(fns, repeats, seed=0):
-    """Best wall time of each of ``fns`` over ``repeats`` interleaved rounds, after one warm-up call each.
+def timed(fns, repeats):
+    """Best wall time of each of ``fns`` over ``repeats`` shuffled interleaved rounds, after one warm-up call each.
 
-    Interleaved in a shuffled order each round, and the minimum rather than the
-    mean: on a shared machine other processes only ever add time, and they
-    should hit every contender alike; no contender always runs first.
+    The minimum rather than the mean: on a shared machine other processes only
+    ever add time.
     """
-    import random
-
-    for fn in fns:
-        fn()  # compilation, caches
-    best = [float("inf")] * len(fns)
-    order = list(range(len(fns)))
-    shuffle = random.Random(seed).shuffle
-    for _ in range(repeats):
-        shuffle(order)
-        for i in order:
-            start = time.perf_counter()
-            fns[i]()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
+    return [min(t) for t in _timing.interleaved(fns, repeats)]
 
 
 def _torchattacks_pgd(model, x, y, steps):
@@ -223,7 +210,8 @@ def subprocess_worker(backend, args):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--batch", str(args.batch), "--steps",
            str(args.steps), "--repeats", str(args.repeats), "--threads", str(args.threads),
-           "--pair-batch", str(args.pair_batch), "--pair-repeats", str(args.pair_repeats), "--pair-steps", str(args.pair_steps)]
+           "--pair-batch", str(args.pair_batch), "--pair-repeats", str(args.pair_repeats),
+           "--pair-steps", str(args.pair_steps)]
     if args.no_pairs:
         cmd.append("--no-pairs")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)

@@ -22,7 +22,7 @@ that noise can be told from a real cost.
 
 import argparse
 import os
-import time
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,6 +31,9 @@ import numpy as np  # noqa: E402
 
 from hardened.layers import apply_gi, set_randomness  # noqa: E402
 from hardened.models import build_model  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _timing  # noqa: E402
 
 
 def cases(input_shape):
@@ -57,23 +60,6 @@ def cases(input_shape):
     yield "cw_cnn", "HRS 10x10 (fixed path)", fixed
 
 
-def interleaved_medians(fns, repeats, seed=0):
-    """Median seconds of each of ``fns`` over ``repeats`` shuffled interleaved rounds, after two warm-up calls each."""
-    for fn in fns:
-        fn()
-        fn()
-    times = [[] for _ in fns]
-    order = np.arange(len(fns))
-    rng = np.random.default_rng(seed)
-    for _ in range(repeats):
-        rng.shuffle(order)
-        for i in order:
-            start = time.perf_counter()
-            fns[i]()
-            times[i].append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times], times
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -85,7 +71,8 @@ def main():
     rows = list(cases(shape))
     # predict_on_batch: one batch, no data-adapter loop, so the per-call overhead does not dilute a ratio.
     fns = [lambda m=model: m.predict_on_batch(x) for _, _, model in rows]
-    medians, samples = interleaved_medians(fns, args.repeats)
+    samples = _timing.interleaved(fns, args.repeats, warmup=2)
+    medians = [float(np.median(t)) for t in samples]
     print(f"backend={keras.backend.backend()} keras={keras.__version__} batch={args.batch} input={shape} "
           f"median of {args.repeats} interleaved rounds after warm-up")
     print(f"{'network':<10} {'head defense':<28} {'ms/batch':>9} {'img/s':>8} {'ratio':>6}")
@@ -98,6 +85,7 @@ def main():
             spread = ""
         ratio = float(np.median(np.asarray(s) / base[net]))
         print(f"{net:<10} {label:<28} {t * 1e3:9.1f} {args.batch / t:8.0f} {ratio:6.2f}{spread}")
+
 
 if __name__ == "__main__":
     main()

@@ -30,7 +30,8 @@ class JSMA(Attack):
     The search is exact but does not build the ``F x F`` pair matrix: only
     the pixels of the first two Pareto layers of the two saliency terms can
     be in the best pair, and those are scored pairwise (`_pair_search`); an
-    image whose layers hold more than 64 pixels (rare) is searched in full. On softmax probabilities (JSMA-F) the probabilities sum to one, so
+    image whose layers hold more than 64 pixels (rare) is searched in full.
+    On softmax probabilities (JSMA-F) the probabilities sum to one, so
     ``beta = -alpha`` exactly and one backward pass gives both.
 
     Args:

@@ -99,7 +99,7 @@ QUICK_IMAGES = {
 #: (~8 min) would exceed on their own; the full-suite command runs them.
 QUICK_PROFILES = {
     "tour": {"JSMA-F": 3, "JSMA-Z": 3, "C&W": 1, "Sub-CW": 1, "ZOO-untargeted": 2, "EAD": 0, "ZOO-targeted": 0,
-             "BPDA": 100, "Square": 100, "AutoAttack": 100, "EOT-PGD-CE": 100, "EOT-PGD-margin": 100},
+             "BPDA": 100},
 }
 PROFILE_SKIP_REASON = {
     "tour": "left out of the 10-minute tour (`--quick tour`): one image x 9 targets alone takes 7-8 minutes on "

@@ -7,15 +7,12 @@ budget capped its images, and its seconds; then the masking flags and the
 wall time of the whole run.
 """
 
-from hardened.zoo.cards import format_interval, format_rate
+from hardened.zoo.cards import format_eps, format_interval, format_rate
 
 
 def _threat(e):
     if e.get("eps") is not None:
-        eps = f"{e['eps']:.4g}"
-        if 0 < e["eps"] < 1 and abs(e["eps"] * 255 - round(e["eps"] * 255)) < 1e-6 and len(eps) > 5:
-            eps = f"{round(e['eps'] * 255)}/255"
-        text = f"{e.get('norm') or '?'} <= {eps}"
+        text = f"{e.get('norm') or '?'} <= {format_eps(e['eps'])}"
     else:
         text = f"{e.get('norm') or '?'} min-norm"
     return text + (", targeted" if e.get("targeted") else "")

@@ -320,7 +320,8 @@ def _num(v, fmt="{:.4g}"):
     return "–" if v is None else fmt.format(v)
 
 
-def _eps_text(eps):
+def format_eps(eps):
+    """An epsilon as the cards print it: ``8/255`` for a long multiple of 1/255, else 4 significant digits."""
     text = f"{eps:.4g}"
     k = eps * 255
     if 0 < eps < 1 and len(f"{eps:g}") > 6 and abs(k - round(k)) < 1e-6:
@@ -332,12 +333,12 @@ _NORMS = {"linf": "ℓ∞", "l2": "ℓ2", "l1": "ℓ1", "l0": "ℓ0"}
 
 
 def _threat_text(norm, eps, targeted):
-    bound = "minimal distortion" if eps is None else f"ε = {_eps_text(eps)}"
+    bound = "minimal distortion" if eps is None else f"ε = {format_eps(eps)}"
     return f"{_NORMS.get(norm, norm)}, {bound}" + (", targeted" if targeted else "")
 
 
 def _threat_ascii(norm, eps, targeted):
-    return f"{norm} {'min' if eps is None else _eps_text(eps)}" + (", targeted" if targeted else "")
+    return f"{norm} {'min' if eps is None else format_eps(eps)}" + (", targeted" if targeted else "")
 
 
 def _threat_key_ascii(key):
