@@ -2,7 +2,9 @@
 
 A release must load offline from its bundled folder, pass its integrity
 checks, and give the logits recorded in its ``probe.json`` (written on the
-backend that made the release) on the current backend.
+backend that made the release) on the current backend. Randomized releases
+(HRS, dropout, noise, SAP) are probed with their randomness switched off, by
+the same `probe_logits` that wrote the probe, so the check is deterministic.
 """
 
 import json
@@ -13,7 +15,8 @@ import numpy as np
 import pytest
 
 import hardened
-from hardened.recipes.release import PROBE_NAME, probe_images
+from hardened.layers import randomized_layers
+from hardened.recipes.release import PROBE_NAME, probe_images, probe_logits
 from hardened.zoo import registry
 from hardened.zoo.hub import model_cards_dir
 
@@ -47,7 +50,14 @@ def test_release_predictions_match_probe(folder):
     probe = json.loads(probe_file.read_text())
     model = hardened.from_pretrained(folder.name)
     x = probe_images(tuple(probe["input_shape"]), probe["n"], probe["seed"])
-    logits = np.asarray(model.predict(x, verbose=0), dtype="float64")
+    # A randomized model's probe was recorded with its randomness off, and says so.
+    n_random = len(randomized_layers(model))
+    assert probe.get("randomized_layers", 0) == n_random, (
+        f"{folder.name}: {n_random} randomized layers but the probe records {probe.get('randomized_layers', 0)}; "
+        "rewrite it with hardened.recipes.release.write_probe")
+    assert probe.get("randomness", "off") == "off"
+    logits = probe_logits(model, x)
+    assert all(layer.randomness for layer in randomized_layers(model)), "probe_logits must restore the randomness"
     expected = np.asarray(probe["logits"])
     scale = max(1.0, float(np.max(np.abs(expected))))
     np.testing.assert_allclose(logits, expected, atol=1e-4 * scale, rtol=0)

@@ -23,6 +23,7 @@ from hardened.layers.stochastic import (
     GaussianNoiseInjection,
     StochasticActivationPruning,
     randomized_layers,
+    sap_view,
     set_randomness,
 )
 from hardened.layers.switch import RandomSwitch
@@ -32,5 +33,5 @@ __all__ = [
     "HashedConv2D", "HashedDense", "PAPER_EPSILON", "PrunableConv2D", "PrunableDense", "RandomSwitch",
     "StochasticActivationPruning", "apply_gi", "dct_lowpass_targets", "gi_transform", "hash_tables",
     "iterative_pruning", "logits_augmentation", "prune_by_magnitude", "randomized_layers", "remove_gi",
-    "set_randomness", "sparsity_report",
+    "sap_view", "set_randomness", "sparsity_report",
 ]

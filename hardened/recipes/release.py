@@ -2,6 +2,11 @@
 
     python -m hardened.recipes.release checkpoint runs/recipes/cnn7-hash-mnist cnn7-hash-mnist
     python -m hardened.recipes.release view cnn7-hash-gi3-mnist --base cnn7-hash-mnist --transform gi3 --eps 0.2
+    python -m hardened.recipes.release view cwcnn-sap-mnist --base cwcnn-mnist --transform sap --eps 1.0
+
+(``--eps`` is the transform's strength: GI's epsilon, logits augmentation's
+tau, SAP's ratio of draws to activations.) A randomized model's probe is
+recorded with its randomness switched off (`probe_logits`).
 
 A release is then registered (``hardened/zoo/registry.py``: the printed entry),
 evaluated with ``hardened evaluate NAME --suite full ... --out model_cards/NAME``
@@ -38,21 +43,57 @@ def probe_images(input_shape, n=PROBE_IMAGES, seed=0):
     return np.random.default_rng(seed).random((n, *input_shape), dtype=np.float64).astype("float32")
 
 
+def probe_logits(model, x):
+    """``model``'s logits on ``x`` (float64 numpy) with its inference-time randomness switched off.
+
+    A randomized release (HRS, defensive dropout, noise injection, SAP) is
+    probed in its deterministic "fixed randomness" setting (`set_randomness`:
+    noise and dropout removed, SAP the identity, each HRS switch on path 0),
+    so its probe is reproducible on every backend. The layers' switches are
+    restored afterwards. `write_probe` and ``tests/test_released.py`` both
+    call this function.
+    """
+    import numpy as np
+
+    from hardened.layers.stochastic import randomized_layers
+
+    layers = randomized_layers(model)
+    saved = [layer.randomness for layer in layers]
+    try:
+        for layer in layers:
+            layer.randomness = False
+        if layers:
+            model.make_predict_function(force=True)  # a function traced with randomness on would keep it
+        return np.asarray(model.predict(x, verbose=0), dtype="float64")
+    finally:
+        for layer, value in zip(layers, saved):
+            layer.randomness = value
+        if layers:
+            model.make_predict_function(force=True)
+
+
 def write_probe(folder, model):
     """Record ``model``'s logits on `probe_images` in ``folder/probe.json``.
 
     The test suite reloads every release on each backend and compares its
     logits with these, so "same predictions on TensorFlow, JAX and torch" is
-    checked against the numbers of the backend that made the release.
+    checked against the numbers of the backend that made the release. The
+    logits are `probe_logits`' (randomness off); ``randomized_layers`` counts
+    the layers switched off for it (0 for a deterministic model).
     """
     import keras
     import numpy as np
 
+    from hardened.layers.stochastic import randomized_layers
+
     shape = tuple(int(d) for d in model.input_shape[1:])
     x = probe_images(shape)
-    logits = np.asarray(model.predict(x, verbose=0), dtype="float64")
+    logits = probe_logits(model, x)
     probe = {"seed": 0, "n": int(len(x)), "input_shape": list(shape), "backend": keras.backend.backend(),
              "logits": np.round(logits, 6).tolist(), "argmax": np.argmax(logits, axis=-1).tolist()}
+    n_random = len(randomized_layers(model))
+    if n_random:
+        probe.update(randomness="off", randomized_layers=n_random)
     (Path(folder) / PROBE_NAME).write_text(json.dumps(probe) + "\n")
     return probe
 
@@ -102,8 +143,9 @@ def main(argv=None):
     vw = sub.add_parser("view", help="write model_cards/NAME/view.json")
     vw.add_argument("name")
     vw.add_argument("--base", required=True)
-    vw.add_argument("--transform", required=True)
-    vw.add_argument("--eps", type=float, required=True)
+    vw.add_argument("--transform", required=True, help="gi1, gi2, gi3, logits_augmentation or sap")
+    vw.add_argument("--eps", type=float, required=True,
+                    help="strength: GI epsilon, logits augmentation tau, SAP ratio of draws to activations")
     vw.add_argument("--seed", type=int, default=0)
     vw.add_argument("--root", default=None)
     args = parser.parse_args(argv)

@@ -96,8 +96,10 @@ DEFENSE_TEXTS = {
                  "training-time only (saved in `decoder/` for inspection). Deviation from the paper: each scale's "
                  "reconstruction passes through a BatchNormalization (gamma initialised to 0) that the paper's U/H "
                  "modules do not have; without it the decoder diverged to NaN under SGD here."),
-    "sap": ("**Stochastic activation pruning** (baseline of seed 004): activations are dropped at random at "
-            "inference with probability proportional to their magnitude, so the model is random."),
+    "sap": ("**Stochastic activation pruning** (Dhillon et al. 2018, baseline of seed 004): at inference each "
+            "example's activations are sampled with replacement with probability proportional to their "
+            "magnitude; those never drawn are set to zero and the survivors are scaled up by the inverse of their "
+            "probability of being kept, so the model is random (and unbiased in expectation)."),
     "dropout": ("**Defensive dropout** (baseline of seed 004): dropout kept active at inference, so the model "
                 "is random."),
     "noise": ("**Gaussian noise injection** (random self-ensemble, baseline of seed 004): Gaussian noise "
@@ -707,6 +709,8 @@ class _Card:
             extra = "".join(f", {k}={v!r}" for k, v in args.items() if k in ("seed", "layers", "resample"))
             if t == "logits_augmentation":
                 func, call = t, f"logits_augmentation(base, tau={self.view.get('eps')!r})"
+            elif t == "sap":
+                func, call = "sap_view", f"sap_view(base, ratio={self.view.get('eps')!r}{extra})"
             else:
                 func, call = "apply_gi", f"apply_gi(base, {t!r}, {self.view.get('eps')!r}{extra})"
             lines += ["", "# the same model, built from its base:", f"from hardened.layers import {func}",
@@ -721,6 +725,14 @@ class _Card:
         if self.view and self.view.get("eps") is not None:
             spec = {k: v for k, v in self.view.items() if k != "base"}
             lines += [f"Transform parameters of this view: `{json.dumps(spec, sort_keys=True)}`.", ""]
+            if spec.get("transform") == "sap":
+                where = spec.get("layers") or "fc1"
+                where = ", ".join(f"`{w}`" for w in ([where] if isinstance(where, str) else where))
+                lines += [f"Training-free: the base's weights, unchanged, with a SAP layer after the activations of "
+                          f"{where} (the `cwcnn-sap-*` recipes' placement, between FC1 and FC2, by default); `eps` is "
+                          f"the number of draws as a fraction of that layer's width, `seed` the first SAP layer's "
+                          f"seed. With randomness switched off (`hardened.layers.set_randomness(model, False)`) SAP "
+                          f"is the identity and the view computes its base.", ""]
         lines += self._pruning_lines()
         lines += self._defendpp_lines()
         return lines

@@ -160,12 +160,18 @@ def _check_overrides(overrides, view):
 def apply_view(model, view):
     """Apply a registry view spec (``{"transform", "eps", "seed", ...}``) to a loaded model.
 
+    ``eps`` is the transform's strength: GI's ε, logits augmentation's τ, and
+    for ``"sap"`` the ratio of draws to activations (`hardened.layers.sap_view`).
+
     Returns:
         A new model that shares ``model``'s weights (see `hardened.layers.apply_gi`).
     """
     from hardened.layers.gi import apply_gi, logits_augmentation
+    from hardened.layers.stochastic import sap_view
 
     transform = view.get("transform")
+    if transform == "sap":
+        return sap_view(model, ratio=view["eps"], seed=view.get("seed", 0), layers=view.get("layers"))
     if transform == "logits_augmentation":
         layers = view.get("layers")
         if isinstance(layers, (list, tuple)):  # registry entries may list the one layer

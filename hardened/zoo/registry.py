@@ -17,8 +17,9 @@ There are two kinds of entry:
       }
 
 * a **view** entry has no weights of its own: a base checkpoint and a
-  test-time transform (gradient inhibition or logits augmentation), so no
-  weights are duplicated::
+  test-time transform (gradient inhibition, logits augmentation, or
+  stochastic activation pruning inserted after ``fc1``), so no weights are
+  duplicated::
 
       "cnn7-hash-gi3-mnist": {
           "base": "cnn7-hash-mnist",
@@ -221,6 +222,63 @@ REGISTRY = {
         "arch": "cw_cnn", "defense": "prune-la", "dataset": "mnist",
         "summary": "Seed 002 level two: logits augmentation (w <- 4 w on the logits kernel) of cwcnn-prune-mnist.",
     },
+    # ---- MNIST, seed 004: HRS and its baselines on cwcnn-mnist's net and schedule (issue 17) ----
+    "hrs10x10-mnist": {
+        "repo_id": "hardened-zoo/hrs10x10-mnist", "revision": None,
+        "sha256": "41403093c23dc0ee35ca35dc592f99c7feb9de5eb12d412192cb338c7680351a",
+        "config_sha256": "2528533fbfc1cf9d90ee16e1a06bda58c5c1172b7af251178b3c6283cdd7c74b",
+        "aliases": ["hrs-mnist"], "arch": "hrs_cnn", "defense": "hrs", "dataset": "mnist",
+        "summary": "Seed 004 hierarchical random switching over the C&W net: 10 block-1 channels (conv1-4 + fc1, "
+                   "6 epochs each) and 10 block-2 channels (fc2 + logits, 3 epochs each), trained bottom-up; one "
+                   "random path per forward pass.",
+    },
+    "cwcnn-dropout0.1-mnist": {
+        "repo_id": "hardened-zoo/cwcnn-dropout0.1-mnist", "revision": None,
+        "sha256": "261ecbaefbe4dfd4af24958a5eca7f30235cae43458c356f36cea27105cdfcc6",
+        "config_sha256": "a8a925b8bb5338305785aaa9e8e8c70d6dc22709abfee792ce4dc22291abfbcf",
+        "aliases": ["dropout0.1-mnist"], "arch": "cw_cnn", "defense": "dropout", "dataset": "mnist",
+        "summary": "Seed 004 baseline: defensive dropout (rate 0.1, kept at inference) between FC1 and FC2 of the "
+                   "C&W net, trained with cwcnn-mnist's schedule.",
+    },
+    "cwcnn-dropout0.3-mnist": {
+        "repo_id": "hardened-zoo/cwcnn-dropout0.3-mnist", "revision": None,
+        "sha256": "07243145a179fd090c462e3638ec7ebf0fd66fc6942dbef17c6ac63dec83eb81",
+        "config_sha256": "b14b73368dcc899f7bcc5e0c834447fbde982edc5aefd906a4770f5aae744651",
+        "aliases": ["dropout0.3-mnist"], "arch": "cw_cnn", "defense": "dropout", "dataset": "mnist",
+        "summary": "Seed 004 baseline: defensive dropout (rate 0.3, kept at inference) between FC1 and FC2 of the "
+                   "C&W net, trained with cwcnn-mnist's schedule.",
+    },
+    "cwcnn-noise0.1-mnist": {
+        "repo_id": "hardened-zoo/cwcnn-noise0.1-mnist", "revision": None,
+        "sha256": "f76ced18ba37f597bce1ca91dc7d420c70fcf4f8f3951a5deefc9fd925e51860",
+        "config_sha256": "1473942f35588abf5b20731aade5692137ffc37450d216ea7009db6ee44a2956",
+        "aliases": ["noise0.1-mnist"], "arch": "cw_cnn", "defense": "noise", "dataset": "mnist",
+        "summary": "Seed 004 baseline: Gaussian noise before every conv (random self-ensemble; std 0.1 before "
+                   "conv1, 0.05 before the others, in normalised units), trained and kept at inference.",
+    },
+    "cwcnn-noise0.2-mnist": {
+        "repo_id": "hardened-zoo/cwcnn-noise0.2-mnist", "revision": None,
+        "sha256": "beff2b88cecac5d43759f36c16da55f9affb32c498713a000c304c4cd9d70a0a",
+        "config_sha256": "451891c1c766231730bdf8f1b56bae985578e0df4304bffdae7f01ae19a60e20",
+        "aliases": ["noise0.2-mnist"], "arch": "cw_cnn", "defense": "noise", "dataset": "mnist",
+        "summary": "Seed 004 baseline: Gaussian noise before every conv (random self-ensemble; std 0.2 before "
+                   "conv1, 0.1 before the others, in normalised units), trained and kept at inference.",
+    },
+    "cwcnn-advtrain-mnist": {
+        "repo_id": "hardened-zoo/cwcnn-advtrain-mnist", "revision": None,
+        "sha256": "764a6982d3b7779e0647bfd9722b5e98a4154bfb1138ae459d9de28afb09c4b9",
+        "config_sha256": "ccc8d1e07697ecccd9b579d219f887b57d8c08544ceb3e6cdf23e8f37695ff84",
+        "aliases": ["advtrain-mnist"], "arch": "cw_cnn", "defense": "pgd-at", "dataset": "mnist",
+        "summary": "Seed 004 baseline: Madry et al.'s PGD adversarial training (linf 0.3, 40 steps of 0.01, random "
+                   "start, eps ramped over the first epoch) of the C&W net, 6 epochs with Adam.",
+    },
+    "cwcnn-sap-mnist": {
+        "base": "cwcnn-mnist", "view": {"transform": "sap", "eps": 1.0, "seed": 0},
+        "repo_id": "hardened-zoo/cwcnn-sap-mnist", "aliases": ["sap-mnist"],
+        "arch": "cw_cnn", "defense": "sap", "dataset": "mnist",
+        "summary": "Seed 004 baseline, training-free: stochastic activation pruning (ratio 1.0) after fc1 of "
+                   "cwcnn-mnist, the cwcnn-sap recipe's placement, on the undefended weights.",
+    },
     # ---- MNIST, ResNet-18 at width 0.5 (seed 003: Defend++ and its control) -----------------
     "resnet18-mnist": {
         "repo_id": "hardened-zoo/resnet18-mnist", "revision": None,
@@ -278,9 +336,16 @@ REGISTRY = {
         "arch": "cw_cnn", "defense": "prune-la", "dataset": "cifar10",
         "summary": "Seed 002 level two: logits augmentation (w <- 6 w on the logits kernel) of cwcnn-prune-cifar10.",
     },
+    "cwcnn-sap-cifar10": {
+        "base": "cwcnn-cifar10", "view": {"transform": "sap", "eps": 1.0, "seed": 0},
+        "repo_id": "hardened-zoo/cwcnn-sap-cifar10", "aliases": ["sap-cifar10"],
+        "arch": "cw_cnn", "defense": "sap", "dataset": "cifar10",
+        "summary": "Seed 004 baseline, training-free: stochastic activation pruning (ratio 1.0) after fc1 of "
+                   "cwcnn-cifar10, the cwcnn-sap recipe's placement, on the undefended weights.",
+    },
 }
 
-VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation")
+VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation", "sap")
 # Optional keys of a view spec besides "transform" and "eps".
 VIEW_OPTIONAL_KEYS = ("seed", "layers", "resample")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -391,7 +456,8 @@ def validate_registry(registry=None):
     ``org/name``, a 64-hex ``sha256`` (and ``config_sha256`` if given) and a
     ``revision`` that is None or a 40-hex commit; view entries name an
     existing base that is itself a checkpoint, and a known transform with
-    ``eps`` >= 0 (>= 1 for logits augmentation, where it is tau).
+    ``eps`` >= 0 (>= 1 for logits augmentation, where it is tau; > 0 for
+    SAP, where it is the ratio of draws to activations).
 
     Returns:
         The registry, unchanged.
@@ -442,6 +508,9 @@ def validate_registry(registry=None):
                 problems.append(f"{name!r}: view eps must be a number >= 0, got {eps!r}")
             elif transform == "logits_augmentation" and eps < 1:
                 problems.append(f"{name!r}: logits_augmentation's eps is tau and must be >= 1, got {eps!r}")
+            elif transform == "sap" and not eps > 0:
+                problems.append(f"{name!r}: sap's eps is the ratio of draws to activations and must be > 0, "
+                                f"got {eps!r}")
             unknown = set(view) - {"transform", "eps", *VIEW_OPTIONAL_KEYS}
             if unknown:
                 problems.append(f"{name!r}: unknown view keys {sorted(unknown)}")
