@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from hardened.attacks import get_attack
 from hardened.evaluation import masking, metrics, suites, toy
 from hardened.evaluation import evaluate as evaluate_fn
 from hardened.layers import apply_gi
@@ -172,17 +173,13 @@ def test_adaptive_suite_adds_eot_and_fixed_randomness_only_for_randomized_models
     assert rand["AutoAttack"].params["version"] == "rand" and det["AutoAttack"].params["version"] == "standard"
 
 
-def test_autoattack_is_skipped_with_a_reason_off_torch():
-    spec = next(s for s in suites.build_suite("adaptive", dataset="mnist") if s.name == "AutoAttack")
-    if keras.backend.backend() == "torch":
-        try:
-            import torchattacks  # noqa: F401
-        except ImportError:
-            assert "torchattacks" in spec.skip_reason
-        else:
-            assert spec.skip_reason is None
-    else:
-        assert "KERAS_BACKEND=torch" in spec.skip_reason
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_autoattack_runs_on_every_backend(backend):
+    spec = next(s for s in suites.build_suite("adaptive", dataset="mnist", backend=backend)
+                if s.name == "AutoAttack")
+    assert spec.skip_reason is None and spec.attack == "autoattack"
+    attack = get_attack(spec.attack, **spec.params)
+    assert attack.params["steps"] == 100 and attack.params["queries"] == 5000 and attack.params["n_targets"] == 9
 
 
 def test_suite_errors():
@@ -275,7 +272,10 @@ def test_transfer_stronger_than_its_white_box_twin_is_masking():
 
 
 def test_refresh_flags_adds_row_checks_to_saved_results_only_when_they_apply():
-    rows = [_row("FGSM-0.1", "fgsm", 0.772), _row("Grey-FGSM-0.1", "fgsm", 0.916, transfer_source="src")]
+    rows = [_row("FGSM-0.1", "fgsm", 0.772), _row("Grey-FGSM-0.1", "fgsm", 0.916, transfer_source="src"),
+            {**_row("AutoAttack", "autoattack", 0.9), "components": [
+                {"attack": "APGD-CE", "n_attacked": 100, "n_fooled": 90},
+                {"attack": "Square", "n_attacked": 10, "n_fooled": 0}]}]
     cheap = [masking.make_flag(name, False, "saved") for name in masking.FLAG_NAMES
              if name not in masking.ROW_FLAGS]
     saved = {"attacks": rows, "flags": cheap, "gradient_masking": False}
@@ -284,6 +284,8 @@ def test_refresh_flags_adds_row_checks_to_saved_results_only_when_they_apply():
     assert [f["name"] for f in fresh["flags"]] == list(masking.FLAG_NAMES)
     added = next(f for f in fresh["flags"] if f["name"] == "transfer_stronger_than_white_box")
     assert added["triggered"] and added["added_from_rows"]
+    square = next(f for f in fresh["flags"] if f["name"] == "autoattack_square_gain")
+    assert square["evaluated"] and not square["triggered"] and square["added_from_rows"]
     # Already present (a current results.json): left as saved. No transfer rows: nothing to add.
     assert masking.refresh_flags(fresh) == fresh
     plain = {"attacks": rows[:1], "flags": cheap, "gradient_masking": False}

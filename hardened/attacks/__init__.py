@@ -24,20 +24,23 @@ from hardened.attacks.adaptive import (
     eot,
     fixed_randomness,
 )
+from hardened.attacks.apgd import APGD, APGDT
+from hardened.attacks.autoattack import AutoAttack
 from hardened.attacks.base import ATTACKS, Attack, check_labels, get_attack, list_attacks, norms
 from hardened.attacks.cw import EAD, CarliniWagnerL2
 from hardened.attacks.ddn import DDN
+from hardened.attacks.fab import FABT
 from hardened.attacks.deepfool import DeepFool, deepfool_rho
 from hardened.attacks.gradient import BIM, FGSM, MIM, PGD
 from hardened.attacks.jsma import JSMA
 from hardened.attacks.losses import LOSSES
-from hardened.attacks.square import Square
+from hardened.attacks.square import Square, SquareL2
 from hardened.attacks.substitute import Substitute, build_substitute
 from hardened.attacks.zoo import ZOO
 
 __all__ = [
-    "ATTACKS", "Attack", "BIM", "BPDA", "CarliniWagnerL2", "DDN", "DeepFool", "EAD", "EOT", "FGSM",
-    "FixedRandomness", "JSMA", "LOSSES", "MIM", "PGD", "Square", "StraightThrough", "Substitute", "ZOO",
+    "APGD", "APGDT", "ATTACKS", "Attack", "AutoAttack", "BIM", "BPDA", "CarliniWagnerL2", "DDN", "DeepFool", "EAD", "EOT", "FABT", "FGSM",
+    "FixedRandomness", "JSMA", "LOSSES", "MIM", "PGD", "Square", "SquareL2", "StraightThrough", "Substitute", "ZOO",
     "bpda", "bpda_model", "build_substitute", "check_labels", "deepfool_rho", "eot", "fixed_randomness",
     "get_attack", "list_attacks", "losses", "norms",
 ]

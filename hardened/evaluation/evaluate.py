@@ -318,16 +318,15 @@ def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, 
         else:
             cap = len(x) if spec.max_images is None else min(len(x), spec.max_images)
             xs, ys, ps = x[:cap], y[:cap], pred_clean[:cap]
-            if spec.attack == "autoattack":
-                attack = _AutoAttack(spec, num_classes, seed)
-            else:
-                attack = _run.make_attack(spec, seed)
-                entry["params"] = _run.attack_params(attack, spec.params)
-                if spec.transfer:
-                    attack = _TransferAttack(attack, transfer_source)
+            attack = _run.make_attack(spec, seed)
+            entry["params"] = _run.attack_params(attack, spec.params)
+            if spec.transfer:
+                attack = _TransferAttack(attack, transfer_source)
             _fit_substitute(spec, attack, model, x, batch_size)
             res = _run.untargeted(attack, model, xs, ys, ps, batch_size, progress)
             entry["n_images"] = int(cap)
+            if getattr(attack, "last_log", None) is not None:  # AutoAttack: robust accuracy after each component
+                entry["components"] = _run._jsonable(attack.last_log)
             if spec.metric == "deepfool_rho":
                 entry["rho"] = metrics.deepfool_robustness(res["_x"], res["_x_adv"], res["_success"])
         for key in ("success_rate", "n_attacked", "n_success", "mean_l0", "mean_l2", "mean_linf"):
@@ -420,44 +419,6 @@ def _weights_digest(model):
         digest.update(str((variable.path, value.dtype.str, value.shape)).encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
-
-
-class _AutoAttack:
-    """torchattacks.AutoAttack behind the `Attack.generate` interface (torch backend only)."""
-
-    name = "autoattack"
-    gradient_free = False
-
-    def __init__(self, spec, num_classes, seed):
-        self.spec = spec
-        self.num_classes = num_classes
-        self.seed = int(seed)
-        self.params = dict(spec.params)
-
-    def generate(self, model, x, y, target=None, batch_size=128, progress=False):
-        import torch
-        import torchattacks
-
-        class _NCHW(torch.nn.Module):
-            # torchattacks' Square/FAB read (C, H, W) from dims 1-3; Keras models take NHWC.
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, images):
-                return self.inner(images.permute(0, 2, 3, 1), training=False)
-
-        wrapped = _NCHW(model)
-        attack = torchattacks.AutoAttack(wrapped, norm=self.params["norm"], eps=float(self.params["eps"]),
-                                         version=self.params["version"], n_classes=self.num_classes,
-                                         seed=self.seed)
-        out = []
-        for start in range(0, len(x), batch_size):
-            xb = torch.tensor(np.transpose(x[start:start + batch_size], (0, 3, 1, 2)))
-            yb = torch.tensor(np.asarray(y[start:start + batch_size]), dtype=torch.long)
-            adv = attack(xb, yb).detach().cpu().numpy()
-            out.append(np.transpose(adv, (0, 2, 3, 1)))
-        return np.concatenate(out).astype(np.float32) if out else np.zeros_like(x)
 
 
 # ----------------------------------------------------------------- data and metadata

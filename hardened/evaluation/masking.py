@@ -35,17 +35,21 @@ UNBOUNDED_SUCCESS = 0.99
 BLACK_BOX_LEAD = 0.10
 TRANSFER_LEAD = 0.10
 EOT_LEAD = 0.10
+#: AutoAttack's own check (``check_square_sr`` of the reference code): Square, run after the gradient attacks,
+#: must not lower the robust accuracy by more than 0.2 points.
+AUTOATTACK_SQUARE_GAIN = 0.002
 
 THRESHOLDS = {
     "zero_gradients": ZERO_GRADIENT_SHARE, "ce_margin_gap": CE_MARGIN_GAP,
     "iterative_weaker_than_single_step": SINGLE_STEP_LEAD, "no_increase_with_eps": EPS_DROP,
     "unbounded_not_100": UNBOUNDED_SUCCESS, "black_box_stronger_than_white_box": BLACK_BOX_LEAD,
     "transfer_stronger_than_white_box": TRANSFER_LEAD, "eot_stronger_than_plain": EOT_LEAD,
+    "autoattack_square_gain": AUTOATTACK_SQUARE_GAIN,
 }
 
 FLAG_NAMES = ("zero_gradients", "ce_margin_gap", "iterative_weaker_than_single_step", "no_increase_with_eps",
               "unbounded_not_100", "black_box_stronger_than_white_box", "transfer_stronger_than_white_box",
-              "eot_stronger_than_plain", "randomized")
+              "eot_stronger_than_plain", "autoattack_square_gain", "randomized")
 
 #: Sweep settings: a diagnostic, not a reported robustness number.
 SWEEP_STEPS = 20
@@ -378,9 +382,38 @@ def check_transfer(attack_results=()):
                 "threat": e[4], "transfer_source": e[5]} for e in evidence])
 
 
+def check_autoattack_square(attack_results=()):
+    """AutoAttack's own red flag: its gradient-free Square fools images that APGD and FAB could not.
+
+    AutoAttack runs Square last, on the images the gradient attacks left
+    robust. When it still lowers the robust accuracy by more than
+    `AUTOATTACK_SQUARE_GAIN` (0.2 points, the reference code's
+    ``check_square_sr``), the gradients misled the white-box components:
+    the robustness evaluation is unreliable. Reads the per-component log
+    (``components``) of every AutoAttack row.
+    """
+    evidence = []
+    for r in attack_results:
+        comps = r.get("components") or []
+        if r.get("status") != "ok" or not comps or comps[-1].get("attack") != "Square":
+            continue
+        given = comps[0].get("n_attacked") or 0
+        if given:
+            evidence.append((r["name"], comps[-1].get("n_fooled", 0) / given, r.get("threat")))
+    if not evidence:
+        return make_flag("autoattack_square_gain", False,
+                         "not evaluated: no AutoAttack (standard) row with a per-component log", evaluated=False)
+    worst = max(evidence, key=lambda e: e[1])
+    return make_flag(
+        "autoattack_square_gain", worst[1] > AUTOATTACK_SQUARE_GAIN,
+        f"Square, after APGD-CE, APGD-T and FAB-T, lowered {worst[0]}'s robust accuracy by "
+        f"{worst[1] * 100:.1f} points ({worst[2]}; threshold {AUTOATTACK_SQUARE_GAIN * 100:.1f})",
+        value=[{"row": e[0], "square_gain": e[1], "threat": e[2]} for e in evidence])
+
+
 #: Flags computed from the attack rows alone, with their checks; `refresh_flags` adds them to results saved
 #: before they existed.
-ROW_FLAGS = {"transfer_stronger_than_white_box": check_transfer}
+ROW_FLAGS = {"transfer_stronger_than_white_box": check_transfer, "autoattack_square_gain": check_autoattack_square}
 
 
 def check_eot(attack_results=()):
@@ -474,6 +507,7 @@ def finalize_flags(cheap, attack_results=()):
                                                                    cheap.get("square_error"))
     by_name["transfer_stronger_than_white_box"] = check_transfer(results)
     by_name["eot_stronger_than_plain"] = check_eot(results)
+    by_name["autoattack_square_gain"] = check_autoattack_square(results)
     return [by_name[name] for name in FLAG_NAMES if name in by_name]
 
 

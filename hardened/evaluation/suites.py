@@ -10,8 +10,8 @@ reports that paper's own protocol:
 * ``adaptive``: what a careful evaluation adds (Carlini et al. 2019; Croce &
   Hein 2020; seed 004's EOT / fixed-randomness settings): PGD with CE, margin
   (C&W) and DLR losses, BPDA, EOT (n = 10) and fixed-randomness PGD for
-  randomized models, Square (gradient-free) and AutoAttack (torchattacks,
-  torch backend only).
+  randomized models, Square (gradient-free) and AutoAttack (``standard``, or
+  ``rand`` for randomized models; `hardened.attacks.AutoAttack`, any backend).
 * ``seed002``: seed 002's protocol (pruning + logits augmentation, Tables
   I-II): FGSM untargeted and targeted and BIM targeted (plus untargeted) at
   ε = 0.1 / 0.15 / 0.25, C&W with 100 iterations and 10 binary-search steps,
@@ -134,8 +134,7 @@ class AttackSpec:
 
     Attributes:
         name: Display name, unique within a suite ("FGSM", "JSMA-F", "EOT-PGD-margin").
-        attack: Name for `hardened.attacks.get_attack`, or ``"autoattack"``
-            (run through torchattacks).
+        attack: Name for `hardened.attacks.get_attack`.
         suite: ``"seed"``, ``"adaptive"``, ``"seed002"`` or ``"seed003"``.
         params: Keyword arguments of ``get_attack`` (the attack's hyper-parameters).
         targeted: Seed 000's targeted protocol (first correct images x all
@@ -339,21 +338,11 @@ def _adaptive_specs(family, randomized, backend, eps=None, eot_samples=None):
         source=src + "; Andriushchenko et al. 2020 / AutoAttack settings (5000 queries, p_init 0.8)"))
     specs.append(AttackSpec(
         "AutoAttack", "autoattack", "adaptive",
-        {"norm": "Linf", "eps": eps, "version": "rand" if randomized else "standard"}, eps=eps,
-        source=src + "; torchattacks.AutoAttack (APGD-CE, APGD-T, FAB-T, Square; 'rand' = APGD with EOT "
-                     "for randomized models)",
-        skip_reason=_autoattack_skip_reason(backend)))
+        {"norm": "linf", "eps": eps, "version": "rand" if randomized else "standard"}, eps=eps,
+        source=src + "; Croce & Hein 2020 reference settings: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), "
+                     "Square (5000 queries), 100 iterations each ('rand' for randomized models: APGD-CE + "
+                     "APGD-DLR with EOT over 20 passes); hardened.attacks' keras.ops implementation"))
     return specs
-
-
-def _autoattack_skip_reason(backend):
-    if backend != "torch":
-        return f"AutoAttack runs through torchattacks, which needs KERAS_BACKEND=torch (this run: {backend})"
-    try:
-        import torchattacks  # noqa: F401
-    except Exception as err:  # ImportError, or a broken install
-        return f"torchattacks is not importable ({type(err).__name__}: {err}); pip install torchattacks"
-    return None
 
 
 def _seed002_specs(family):
@@ -468,7 +457,7 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
         input_shape: ``(H, W, C)`` of the model input.
         randomized: Whether the model is random at inference (adds EOT and
             fixed-randomness attacks; AutoAttack uses its 'rand' version).
-        backend: Keras backend name (AutoAttack needs torch). Default: the current one.
+        backend: Keras backend name. Default: the current one.
         quick: Lower the number of images of the expensive attacks (`QUICK_IMAGES`,
             or `QUICK_IMAGES_BY_SUITE` for the paper suites); nothing else changes.
             A dict ``{attack name: images}`` sets (or overrides) caps on top of

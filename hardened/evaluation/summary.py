@@ -46,6 +46,11 @@ def format_summary(results, seconds=None):
     for r in rows:
         cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])] + [r[i].rjust(widths[i]) for i in range(2, 6)]
         lines.append("  " + "  ".join(cells) + (f"  {r[6]}" if r[6] else ""))
+    for e in results.get("attacks", []):
+        if e.get("components"):  # AutoAttack: what each component added, in run order
+            parts = [f"{c['attack']} {c['n_fooled']}/{c['n_attacked']}" for c in e["components"]]
+            lines.append(f"  {e['name']} components (fooled / attacked, each on what the earlier ones left): "
+                         + ", ".join(parts))
     lines.append("  n: images the attack ran on (targeted: images x targets, the success rate is over the pairs); "
                  "success: share of correctly classified inputs turned adversarial")
     lines.extend(_worst_case(results))

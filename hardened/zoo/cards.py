@@ -1148,6 +1148,8 @@ class _Card:
                                                 "rows of that attack measure the gradients, not robustness",
             "eot_stronger_than_plain": "EOT / fixed-randomness attacks beat plain PGD: single-sample gradients of "
                                        "this random model are misleading",
+            "autoattack_square_gain": "Within AutoAttack, the gradient-free Square attack fooled images that "
+                                      "APGD and FAB could not (AutoAttack's own warning): the gradients mislead",
             "randomized": "The model is random at inference: single-sample white-box numbers are unreliable; read "
                           "the EOT and fixed-randomness rows",
         }
