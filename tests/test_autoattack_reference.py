@@ -78,4 +78,5 @@ def test_autoattack_agrees_with_the_torchattacks_referee(name, mnist):
     lo_o, hi_o = wilson_interval(k_ours, N)
     lo_t, hi_t = wilson_interval(k_theirs, N)
     print(f"{name}: robust ours {k_ours}/{N}, torchattacks {k_theirs}/{N}")
-    assert lo_t <= k_ours / N <= hi_t and lo_o <= k_theirs / N <= hi_o
+    tol = 1e-9  # Wilson bounds at k = 0 or k = n carry float round-off
+    assert lo_t - tol <= k_ours / N <= hi_t + tol and lo_o - tol <= k_theirs / N <= hi_o + tol
