@@ -45,11 +45,13 @@ THRESHOLDS = {
     "unbounded_not_100": UNBOUNDED_SUCCESS, "black_box_stronger_than_white_box": BLACK_BOX_LEAD,
     "transfer_stronger_than_white_box": TRANSFER_LEAD, "eot_stronger_than_plain": EOT_LEAD,
     "autoattack_square_gain": AUTOATTACK_SQUARE_GAIN,
+    "white_box_not_converged": "95 % Wilson upper bound",
 }
 
 FLAG_NAMES = ("zero_gradients", "ce_margin_gap", "iterative_weaker_than_single_step", "no_increase_with_eps",
               "unbounded_not_100", "black_box_stronger_than_white_box", "transfer_stronger_than_white_box",
-              "eot_stronger_than_plain", "autoattack_square_gain", "randomized")
+              "eot_stronger_than_plain", "autoattack_square_gain", "white_box_not_converged",
+              "randomized")
 
 #: Sweep settings: a diagnostic, not a reported robustness number.
 SWEEP_STEPS = 20
@@ -411,9 +413,59 @@ def check_autoattack_square(attack_results=()):
         value=[{"row": e[0], "square_gain": e[1], "threat": e[2]} for e in evidence])
 
 
+#: Plain white-box gradient attacks: what `check_convergence` expects to be the strongest at their budget.
+GRADIENT_ATTACKS = ("fgsm", "bim", "mim", "pgd", "apgd")
+
+
+def check_convergence(attack_results=()):
+    """A plain white-box gradient attack that stops short of what another attack shows is possible.
+
+    Per untargeted threat model (norm, eps), the strongest plain gradient
+    attack (FGSM / BIM / MIM / PGD / APGD with no wrapper, the model's own
+    gradients) must not be beaten by any other attack of the same budget
+    (BPDA, a black-box or transfer attack, AutoAttack) beyond its 95 % Wilson
+    upper bound. When it is, the plain rows understate what an attacker
+    achieves (too few steps, a fixed step size that does not converge, or
+    gradients that mislead): kind ``"convergence"``, so the card says to read
+    the stronger rows, without calling it masking by itself. EOT and
+    fixed-randomness rows are left out (on a randomized model they are
+    expected to win; `check_eot` compares them).
+    """
+    ok = [r for r in attack_results if r.get("status") == "ok" and not r.get("targeted")
+          and r.get("eps") is not None and r.get("success_rate") is not None
+          and not math.isnan(r["success_rate"]) and r.get("n_attacked")]
+    by_threat = {}
+    for r in ok:
+        by_threat.setdefault((r.get("norm"), float(r["eps"])), []).append(r)
+    evidence = []
+    for (norm, eps), rows in by_threat.items():
+        plain = [r for r in rows if r.get("attack") in GRADIENT_ATTACKS and not r.get("wrapper")
+                 and not r.get("black_box") and r.get("transfer_source") is None]
+        others = [r for r in rows if r not in plain and r.get("wrapper") not in ("eot", "fixed_randomness")]
+        if not plain or not others:
+            continue
+        best = max(plain, key=lambda r: (r["success_rate"], r["n_attacked"]))
+        upper = metrics.wilson_interval(best.get("n_success", round(best["success_rate"] * best["n_attacked"])),
+                                        best["n_attacked"])[1]
+        top = max(others, key=lambda r: r["success_rate"])
+        evidence.append((f"{norm}:{eps:g}", best["name"], best["success_rate"], upper, top["name"],
+                         top["success_rate"]))
+    if not evidence:
+        return make_flag("white_box_not_converged", False, "not evaluated: no budget with both a plain gradient "
+                         "attack and another attack", evaluated=False, kind="convergence")
+    worst = max(evidence, key=lambda e: e[5] - e[3])
+    return make_flag(
+        "white_box_not_converged", worst[5] > worst[3],
+        f"{worst[4]} {worst[5]:.1%} vs the best plain gradient attack {worst[1]} {worst[2]:.1%} "
+        f"(95 % upper bound {worst[3]:.1%}; {worst[0]})", kind="convergence",
+        value=[{"threat": e[0], "gradient": e[1], "gradient_rate": e[2], "gradient_upper": e[3], "other": e[4],
+                "other_rate": e[5]} for e in evidence])
+
+
 #: Flags computed from the attack rows alone, with their checks; `refresh_flags` adds them to results saved
 #: before they existed.
-ROW_FLAGS = {"transfer_stronger_than_white_box": check_transfer, "autoattack_square_gain": check_autoattack_square}
+ROW_FLAGS = {"transfer_stronger_than_white_box": check_transfer, "autoattack_square_gain": check_autoattack_square,
+             "white_box_not_converged": check_convergence}
 
 
 def check_eot(attack_results=()):
@@ -508,6 +560,7 @@ def finalize_flags(cheap, attack_results=()):
     by_name["transfer_stronger_than_white_box"] = check_transfer(results)
     by_name["eot_stronger_than_plain"] = check_eot(results)
     by_name["autoattack_square_gain"] = check_autoattack_square(results)
+    by_name["white_box_not_converged"] = check_convergence(results)
     return [by_name[name] for name in FLAG_NAMES if name in by_name]
 
 

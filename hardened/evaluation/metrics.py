@@ -23,6 +23,29 @@ import math
 
 import numpy as np
 
+#: Two-sided 95 % normal quantile.
+Z95 = 1.959963984540054
+
+
+def wilson_interval(k, n, z=Z95):
+    """Wilson score interval of a binomial proportion.
+
+    Args:
+        k: Successes.
+        n: Trials.
+        z: Normal quantile (default: 95 % two-sided).
+
+    Returns:
+        ``(low, high)`` in [0, 1], or ``(None, None)`` when ``n`` is 0.
+    """
+    if not n:
+        return None, None
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
 #: Changes smaller than this (in [0, 1] pixel units, ~1/255000) are float
 #: round-off from clipping, not perturbation; L0 ignores them.
 L0_TOLERANCE = 1e-6

@@ -60,6 +60,9 @@ def format_summary(results, seconds=None):
                  f" ({len(triggered)} of {len(masking)} checks triggered)")
     for f in triggered:
         lines.append(f"  ! {f['name']}: {f.get('detail', '')}")
+    for f in results.get("flags", []):
+        if f.get("kind") == "convergence" and f.get("triggered"):
+            lines.append(f"attack convergence: {f['name']}: {f.get('detail', '')}")
     if results.get("randomized"):
         lines.append("randomized model: single-sample white-box numbers are unreliable; see the EOT and "
                      "fixed-randomness rows of the adaptive suite")

@@ -34,6 +34,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from hardened.evaluation.metrics import wilson_interval  # noqa: F401  (cards and tests use it from here)
+
 README_NAME = "README.md"
 METADATA_NAME = "metadata.json"
 VIEW_NAME = "view.json"
@@ -287,26 +289,6 @@ def paper_suite_rows(suite, dataset, kinds):
 
 
 # --------------------------------------------------------------------------- formatting helpers
-def wilson_interval(k, n, z=Z95):
-    """Wilson score interval of a binomial proportion.
-
-    Args:
-        k: Successes.
-        n: Trials.
-        z: Normal quantile (default: 95 % two-sided).
-
-    Returns:
-        ``(low, high)`` in [0, 1], or ``(None, None)`` when ``n`` is 0.
-    """
-    if not n:
-        return None, None
-    p = k / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def format_rate(rate):
     """A success rate or accuracy in [0, 1] as the cards print it (``"5.3 %"``; ``"–"`` if missing)."""
     return "–" if rate is None or (isinstance(rate, float) and math.isnan(rate)) else f"{100 * rate:.1f} %"
@@ -1148,6 +1130,9 @@ class _Card:
                                                 "rows of that attack measure the gradients, not robustness",
             "eot_stronger_than_plain": "EOT / fixed-randomness attacks beat plain PGD: single-sample gradients of "
                                        "this random model are misleading",
+            "white_box_not_converged": "Another attack beats the best plain white-box gradient attack of the same "
+                                       "budget beyond its 95 % interval: the plain gradient rows understate what "
+                                       "an attacker achieves; read the stronger row",
             "autoattack_square_gain": "Within AutoAttack, the gradient-free Square attack fooled images that "
                                       "APGD and FAB could not (AutoAttack's own warning): the gradients mislead",
             "randomized": "The model is random at inference: single-sample white-box numbers are unreliable; read "
