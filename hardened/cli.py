@@ -4,6 +4,7 @@
     hardened info NAME
     hardened evaluate NAME_OR_DIR --suite seed --n 500 --out runs/eval
     hardened evaluate cwcnn-prune-mnist --suite seed002 --transfer-from cwcnn-mnist
+    hardened accuracy NAME_OR_DIR [--out DIR]          # full test split; DIR/accuracy.json for the card
     hardened push NAME_OR_DIR [--repo-id org/name] [--private]
     hardened train RECIPE [--out DIR] [--base DIR] [--epochs N] [--max-train N]
     hardened train --list
@@ -122,6 +123,19 @@ def build_parser():
                     help="source model of the grey-box transfer attacks (suite seed002: the unpruned model); "
                          "without it they are recorded as skipped")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    acc = sub.add_parser("accuracy", help="clean accuracy on the whole test split (the card's headline)",
+                         description="Clean accuracy of a zoo model or checkpoint folder on every test image "
+                                     "(randomized models: mean of 3 passes). With --out, writes "
+                                     "OUT/accuracy.json, which the card headlines.")
+    acc.add_argument("model", metavar="NAME_OR_DIR")
+    acc.add_argument("--out", default=None, help="folder for accuracy.json (e.g. model_cards/NAME)")
+    acc.add_argument("--dataset", default=None, help="default: from the checkpoint metadata")
+    acc.add_argument("--passes", type=_positive_int, default=None,
+                     help="passes averaged (default: 1, or 3 for a randomized model)")
+    acc.add_argument("--batch-size", type=_positive_int, default=256)
+    acc.add_argument("--seed", type=_non_negative_int, default=0)
+    acc.add_argument("--data-dir", default=None, help="where hardened.data.load_dataset looks first")
 
     ls = sub.add_parser("list", help="list the zoo's models", description="List the registered zoo models.")
     ls.add_argument("--dataset", default=None, help="only models of this dataset (e.g. mnist)")
@@ -295,6 +309,31 @@ def _cmd_evaluate(args):
     return EXIT_OK
 
 
+def _cmd_accuracy(args):
+    import json
+
+    from hardened.evaluation.accuracy import ACCURACY_NAME, full_test_accuracy
+
+    model = resolve_model(args.model)
+    commit, dirty = git_commit()
+    result = full_test_accuracy(model, dataset=args.dataset, passes=args.passes, batch_size=args.batch_size,
+                                seed=args.seed, data_dir=args.data_dir)
+    result.update(command=command_line(args.argv), commit=commit, commit_dirty=dirty)
+    low, high = result["ci95"]
+    passes = result["passes"]
+    extra = f"; mean of {len(passes)} passes: " + ", ".join(f"{100 * p:.2f}" for p in passes) if len(passes) > 1 \
+        else ""
+    print(f"{args.model} on the {result['dataset']} test split ({result['backend']}): "
+          f"{100 * result['accuracy']:.2f} % ({result['n_correct']}/{result['n']}, 95 % CI "
+          f"[{100 * low:.2f}, {100 * high:.2f}]{extra})")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ACCURACY_NAME).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {out / ACCURACY_NAME}")
+    return EXIT_OK
+
+
 def _cmd_list(args):
     from hardened.zoo import registry
 
@@ -393,7 +432,8 @@ def _cmd_des(args):
     return EXIT_OK
 
 
-_COMMANDS = {"train": _cmd_train, "cr-search": _cmd_cr_search, "evaluate": _cmd_evaluate, "list": _cmd_list,
+_COMMANDS = {"train": _cmd_train, "cr-search": _cmd_cr_search, "evaluate": _cmd_evaluate, "accuracy": _cmd_accuracy,
+             "list": _cmd_list,
              "info": _cmd_info, "push": _cmd_push, "des": _cmd_des}
 
 

@@ -48,6 +48,13 @@ def test_released_folder_is_complete(folder):
             assert (folder / name).is_file(), f"{folder} lacks {name}"
         entry = registry.REGISTRY.get(folder.name) or {}
         verify_checkpoint(folder, expected_weights_sha256=entry.get("sha256"))
+    accuracy = folder / cards.ACCURACY_FILE
+    if accuracy.is_file():  # the headline was measured on these weights (a view: on its base's)
+        measured = (json.loads(accuracy.read_text()).get("checkpoint") or {}).get("weights_sha256")
+        base = folder if not (folder / cards.VIEW_NAME).is_file() else \
+            folder.parent / json.loads((folder / cards.VIEW_NAME).read_text())["base"]
+        expected = json.loads((base / "metadata.json").read_text())["files"]["model.safetensors"]["sha256"]
+        assert measured == expected, f"{accuracy} was measured on other weights"
     if not cards.results_files(folder):
         # Allowed while the evaluation is pending, but never silently: the card must say so.
         assert "Not evaluated yet" in (folder / "README.md").read_text()

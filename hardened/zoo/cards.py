@@ -41,6 +41,8 @@ METADATA_NAME = "metadata.json"
 VIEW_NAME = "view.json"
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "metadata.json")
 RESULTS_GLOB = "results*.json"
+#: Full-test clean accuracy written by ``hardened accuracy NAME --out model_cards/NAME``.
+ACCURACY_FILE = "accuracy.json"
 LICENSE = "apache-2.0"
 #: Plots embedded when present in the folder: file name -> caption.
 PLOTS = {"success_vs_eps.png": "Attack success rate vs ε (masking sweep and the suite's ℓ∞ attacks)",
@@ -308,7 +310,8 @@ def format_eps(eps):
     """An epsilon as the cards print it: ``8/255`` for a long multiple of 1/255, else 4 significant digits."""
     text = f"{eps:.4g}"
     k = eps * 255
-    if 0 < eps < 1 and len(f"{eps:g}") > 6 and abs(k - round(k)) < 1e-6:
+    # 5e-5: threat keys keep 6 significant digits (8/255 -> 0.0313725, 7.99999 / 255).
+    if 0 < eps < 1 and len(f"{eps:g}") > 6 and abs(k - round(k)) < 5e-5:
         return f"{round(k)}/255"
     return text
 
@@ -330,6 +333,12 @@ def _threat_key_ascii(key):
     if len(parts) != 3:
         return str(key)
     return _threat_ascii(parts[0], None if parts[1] == "unbounded" else float(parts[1]), parts[2] == "targeted")
+
+
+def _threat_eps(key):
+    """The eps of a threat key ``norm:eps:kind`` (``inf`` when unbounded)."""
+    bound = str(key).split(":")[1] if str(key).count(":") == 2 else "unbounded"
+    return float("inf") if bound == "unbounded" else float(bound)
 
 
 def _threat_key_text(key):
@@ -426,13 +435,13 @@ def read_card_inputs(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Card folder {folder} does not exist.")
-    out = {"results": [], "metadata": None, "view": None}
+    out = {"results": [], "metadata": None, "view": None, "accuracy": None}
     for path in results_files(folder):
         data = _read_json(path)
         if not isinstance(data, dict) or "attacks" not in data:
             raise ValueError(f"{path} is not a hardened.evaluate results file (no 'attacks' list).")
         out["results"].append((path.name, data))
-    for key, name in (("metadata", METADATA_NAME), ("view", VIEW_NAME)):
+    for key, name in (("metadata", METADATA_NAME), ("view", VIEW_NAME), ("accuracy", ACCURACY_FILE)):
         if (folder / name).is_file():
             data = _read_json(folder / name)
             if not isinstance(data, dict):
@@ -544,6 +553,7 @@ class _Card:
         # Checks that need only the saved rows also apply to results saved before they existed.
         self.results = [(fname, refresh_flags(r)) for fname, r in inputs["results"]]
         self.metadata = inputs["metadata"] or {}
+        self.accuracy = inputs["accuracy"]
         self.use_registry = registry_entry is None
         self.entry = (_registry_entry(self.folder.name) if registry_entry is None else registry_entry) or {}
         self.view = _view_spec(inputs["view"], self.entry)
@@ -609,11 +619,23 @@ class _Card:
         if base_repo:
             meta["base_model"] = base_repo
         metrics, seen = [], set()
+        if self.accuracy:  # the headline: every test image, before any subset or attack number
+            metrics.append({"type": "accuracy", "value": round(100 * self.accuracy["accuracy"], 2),
+                            "name": f"Clean accuracy (full test set, {self.accuracy['n']} images"
+                                    + (f", mean of {len(self.accuracy['passes'])} random passes)"
+                                       if len(self.accuracy.get("passes", [])) > 1 else ")")})
         for _, r in self.results:
             if r.get("clean_accuracy") is not None and "clean" not in seen:
                 seen.add("clean")
                 metrics.append({"type": "accuracy", "value": round(100 * r["clean_accuracy"], 2),
                                 "name": f"Clean accuracy (first {r.get('n')} test images)"})
+        for fname, threat, w in self.worst_cases():
+            label = f"Robust accuracy upper bound ({_threat_key_ascii(threat)}; worst: {w.get('attack')})"
+            if w.get("robust_accuracy_upper_bound") is None or label in seen:
+                continue
+            seen.add(label)
+            metrics.append({"type": "robust_accuracy", "value": round(100 * w["robust_accuracy_upper_bound"], 2),
+                            "name": label})
         for _, r in self.results:
             for e in r.get("attacks", []):
                 if e.get("status") != "ok" or e.get("success_rate") is None:
@@ -639,13 +661,6 @@ class _Card:
                                     "name": f"Accuracy under {e['name']} "
                                             f"({_threat_ascii(e.get('norm'), e.get('eps'), False)}; "
                                             f"suite {e.get('suite')})"})
-        for fname, threat, w in self.worst_cases():
-            label = f"Robust accuracy upper bound ({_threat_key_ascii(threat)}; worst: {w.get('attack')})"
-            if w.get("robust_accuracy_upper_bound") is None or label in seen:
-                continue
-            seen.add(label)
-            metrics.append({"type": "robust_accuracy", "value": round(100 * w["robust_accuracy_upper_bound"], 2),
-                            "name": label})
         if metrics:
             dataset = {"name": self.dataset_display(), "type": ds[1] if ds else (self.dataset or "unknown"),
                        "split": "test"}
@@ -670,11 +685,62 @@ class _Card:
             extra = ", ".join(f"{k} {v}" for k, v in self.view.items() if k not in ("base", "transform"))
             lines += [f"Base checkpoint: `{base}`. This model is the base seen through the test-time transform "
                       f"`{self.view.get('transform')}` ({extra}); the weights are the base's.", ""]
+        if self.accuracy:
+            lines += [self.accuracy_headline(), ""]
+        for line in self.robustness_headline():
+            lines += [line, ""]
         if self.masking:
             lines += [self.masking_warning(), ""]
         if self.entry.get("aliases"):
             lines += ["Aliases: " + ", ".join(f"`{a}`" for a in self.entry["aliases"]), ""]
         return lines
+
+    #: The standard linf budget per dataset family, the one a card headlines (RobustBench / Madry et al.).
+    STANDARD_LINF = {"mnist": 0.3, "fashion_mnist": 0.3, "cifar10": 8 / 255}
+
+    def robustness_headline(self):
+        """One line per headlined threat model: worst-case robust accuracy, its attack, n, CI and masking verdict.
+
+        Headlined: linf at the dataset's standard eps and every l2 budget evaluated; when no attack ran at the
+        standard linf eps, the largest linf budget evaluated, said so.
+        """
+        rows = []
+        standard = self.STANDARD_LINF.get(self.dataset)
+        worst = self.worst_cases()
+        linf = [(f, t, w) for f, t, w in worst if str(t).startswith("linf:")]
+        chosen = [(f, t, w) for f, t, w in linf if standard is not None and abs(_threat_eps(t) - standard) < 1e-6]
+        note = ""
+        if not chosen and linf:
+            chosen = [max(linf, key=lambda item: _threat_eps(item[1]))]
+            note = (f" (no attack at the standard ε = {format_eps(standard)} yet)" if standard is not None else "")
+        chosen += [(f, t, w) for f, t, w in worst if str(t).startswith("l2:")]
+        verdict = "**yes**, see the masking section" if self.masking else "no check triggered"
+        for fname, threat, w in chosen:
+            r = dict(self.results)[fname]
+            e = next((a for a in r.get("attacks", []) if a.get("name") == w.get("attack")), {})
+            n, n_correct = r.get("n"), r.get("n_correct")
+            robust = None if n_correct is None else n_correct - int(e.get("n_success", 0))
+            ci = format_interval(robust, n) if isinstance(robust, int) and isinstance(n, int) else ""
+            rows.append(f"**Worst-case robust accuracy, {_threat_key_text(threat)}: "
+                        f"{format_rate(w.get('robust_accuracy_upper_bound'))}** {ci} % (an upper bound) against "
+                        f"{w.get('attack')}, the strongest of {self._n_attacks(threat)} attacks run, on the first "
+                        f"{n} test images{note} · gradient masking: {verdict}.")
+        return rows
+
+    def _n_attacks(self, threat):
+        return sum(1 for _, r in self.results for a in r.get("attacks", [])
+                   if a.get("threat") == threat and a.get("status") == "ok")
+
+    def accuracy_headline(self):
+        a = self.accuracy
+        low, high = a.get("ci95") or (None, None)
+        ci = f" (95 % CI [{100 * low:.2f}, {100 * high:.2f}] %)" if low is not None else ""
+        passes = a.get("passes") or []
+        how = (f", mean of {len(passes)} passes with the randomness on: "
+               + ", ".join(f"{100 * p:.2f}" for p in passes) + " %") if len(passes) > 1 else ""
+        return (f"**Clean accuracy: {100 * a['accuracy']:.2f} %** on the full {self.dataset_display()} test set "
+                f"({a['n']} images{how}){ci}; `{ACCURACY_FILE}`, from `{a.get('command') or 'hardened accuracy'}` "
+                f"({a.get('backend')}, commit `{str(a.get('commit') or '?')[:12]}`).")
 
     @staticmethod
     def masking_warning():
@@ -771,6 +837,10 @@ class _Card:
 
     def clean_section(self):
         lines = ["## Clean accuracy", ""]
+        if self.accuracy:
+            a = self.accuracy
+            lines.append(f"- **{100 * a['accuracy']:.2f} %** on the full test set ({a['n']} images) — "
+                         f"`{ACCURACY_FILE}`; the attack suites below use the first n test images:")
         if not self.results:
             return lines + ["Not evaluated yet: this folder has no results*.json.", ""]
         for fname, r in self.results:
