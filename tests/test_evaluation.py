@@ -287,6 +287,8 @@ def test_white_box_not_converged_flags_a_stronger_non_gradient_attack():
     # Within the interval, or only EOT beating plain PGD (randomized models: check_eot's job), is not flagged.
     assert not masking.check_convergence([rows[0], _conv_row("Square", "square", 163, 175, black_box=True)])[
         "triggered"]
+    both_full = [_conv_row("PGD-margin", "pgd", 98, 98), _conv_row("Square", "square", 98, 98, black_box=True)]
+    assert not masking.check_convergence(both_full)["triggered"]  # 100 % vs 100 %: nothing to converge to
     eot = [_conv_row("PGD-CE", "pgd", 50, 175), _conv_row("EOT-PGD-CE", "pgd", 170, 175, wrapper="eot")]
     assert not masking.check_convergence(eot)["evaluated"]
 
