@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issues 16, 17, 19: the adaptive suite (PGD-CE/margin/DLR, BPDA, EOT and fixed-randomness PGD for randomized
+# models, Square, AutoAttack standard or rand) at n 500 on every released folder that has no
+# results_adaptive.json yet. Resumable: a finished folder is skipped; the one in progress resumes from
+# work/eval-all/NAME/results.partial.json (--resume). Each finished model is copied into its card folder,
+# the card re-rendered and committed; commit work/eval-all/NAME/results.partial.json by hand before a session ends.
+# Order: the MNIST robust reference first (issue 17), then deterministic models cheapest first, randomized last.
+# Usage (repo root, venv active, dataset cache in HARDENED_DATA_DIR):
+#   HF_HUB_OFFLINE=1 KERAS_BACKEND=tensorflow nice -n 19 bash work/eval-all/run.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+names=$(python - <<'PY'
+import os
+from hardened.zoo.registry import REGISTRY
+random_defenses = {"hrs", "dropout", "noise", "sap"}
+data_cost = {"mnist": 0, "fashion_mnist": 1, "cifar10": 2}
+def key(name):
+    e = REGISTRY[name]
+    first = name != "cwcnn-advtrain-mnist"
+    return (first, e.get("defense") in random_defenses, data_cost[e["dataset"]], name)
+for name in sorted(REGISTRY, key=key):
+    if os.path.isdir(f"model_cards/{name}") and not os.path.exists(f"model_cards/{name}/results_adaptive.json"):
+        print(name)
+PY
+)
+for name in $names; do
+  card=model_cards/$name
+  out=work/eval-all/$name
+  echo "=== $name $(date -u +%FT%T)"
+  if hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress; then
+    cp "$out/results.json" "$card/results_adaptive.json"
+    rm -rf "$out"
+    python -m hardened.zoo.cards "$card" >/dev/null
+    git add -A "$card" "work/eval-all" && \
+      git commit -q -m "$name: adaptive suite with AutoAttack (n 500, TF) from work/eval-all" -- "$card" "work/eval-all" || true
+  fi
+done
