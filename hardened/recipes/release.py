@@ -10,7 +10,7 @@ recorded with its randomness switched off (`probe_logits`).
 
 A release is then registered (``hardened/zoo/registry.py``: the printed entry),
 evaluated with ``hardened evaluate NAME --suite full ... --out model_cards/NAME``
-and its card written with ``python -m hardened.zoo.cards model_cards/NAME``:
+and its card written with ``hardened cards model_cards/NAME``:
 every number of the card comes from that evaluation.
 """
 

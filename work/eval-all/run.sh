@@ -30,7 +30,7 @@ for name in $names; do
   if hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress; then
     cp "$out/results.json" "$card/results_adaptive.json"
     rm -rf "$out"
-    python -m hardened.zoo.cards "$card" >/dev/null
+    hardened cards "$card" >/dev/null
     git add -A "$card" "work/eval-all" && \
       git commit -q -m "$name: adaptive suite with AutoAttack (n 500, TF) from work/eval-all" -- "$card" "work/eval-all" || true
   fi

@@ -7,7 +7,7 @@ budget capped its images, and its seconds; then the masking flags and the
 wall time of the whole run.
 """
 
-from hardened.zoo.cards import format_eps, format_interval, format_rate
+from hardened.reporting.formatting import format_eps, format_interval, format_rate
 
 
 def _threat(e):
