@@ -685,3 +685,18 @@ def test_summary_table_shows_rates_with_intervals_sizes_flags_and_duration():
     assert "worst case at linf <= 0.3: PGD-CE 50.0 %" in text and "robust accuracy 49.0 %" in text
     assert "gradient masking: YES (1 of 2 checks triggered)" in text and "! ce_margin_gap: gap" in text
     assert text.endswith("finished in 6 min 43 s")
+
+
+def test_every_flag_is_declared_once_in_the_registry():
+    # One declaration per flag: kind, threshold and the card's sentence come from FLAGS, and the derived
+    # tables agree with it.
+    assert list(masking.FLAGS) == list(masking.FLAG_NAMES)
+    assert set(masking.ROW_FLAGS) == {n for n, s in masking.FLAGS.items() if s.from_rows}
+    for name, spec in masking.FLAGS.items():
+        assert spec.kind in ("masking", "convergence", "randomness"), name
+        assert spec.sentence and spec.sentence[0].isupper(), name
+        flag = masking.make_flag(name, True, "evidence")
+        assert flag["kind"] == spec.kind and flag["threshold"] == spec.threshold
+    assert masking.make_flag("white_box_not_converged", True, "x")["kind"] == "convergence"
+    assert not masking.gradient_masking([masking.make_flag("white_box_not_converged", True, "x")])
+    assert masking.gradient_masking([masking.make_flag("ce_margin_gap", True, "x")])

@@ -6,6 +6,9 @@ Each check returns a named flag::
      "evaluated": bool, "detail": "...", "value": ..., "threshold": ...}
 
 ``gradient_masking`` is true when any flag of kind ``"masking"`` triggered.
+Every flag is declared once, in `FLAGS` (name, kind, threshold, the check
+that computes it from a run, and the sentence a card prints when it
+triggers); `THRESHOLDS`, `FLAG_NAMES` and `ROW_FLAGS` are read off it.
 The ``randomized`` flag is of kind ``"randomness"``: randomness by itself is not
 evidence of masked gradients, but it makes single-sample white-box numbers
 unreliable, so the adaptive suite then adds EOT and fixed-randomness attacks and
@@ -18,6 +21,7 @@ black-box reference. `finalize_flags` adds the comparisons that the
 suite's own results allow.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -39,20 +43,6 @@ EOT_LEAD = 0.10
 #: must not lower the robust accuracy by more than 0.2 points.
 AUTOATTACK_SQUARE_GAIN = 0.002
 
-THRESHOLDS = {
-    "zero_gradients": ZERO_GRADIENT_SHARE, "ce_margin_gap": CE_MARGIN_GAP,
-    "iterative_weaker_than_single_step": SINGLE_STEP_LEAD, "no_increase_with_eps": EPS_DROP,
-    "unbounded_not_100": UNBOUNDED_SUCCESS, "black_box_stronger_than_white_box": BLACK_BOX_LEAD,
-    "transfer_stronger_than_white_box": TRANSFER_LEAD, "eot_stronger_than_plain": EOT_LEAD,
-    "autoattack_square_gain": AUTOATTACK_SQUARE_GAIN,
-    "white_box_not_converged": "95 % Wilson upper bound",
-}
-
-FLAG_NAMES = ("zero_gradients", "ce_margin_gap", "iterative_weaker_than_single_step", "no_increase_with_eps",
-              "unbounded_not_100", "black_box_stronger_than_white_box", "transfer_stronger_than_white_box",
-              "eot_stronger_than_plain", "autoattack_square_gain", "white_box_not_converged",
-              "randomized")
-
 #: Sweep settings: a diagnostic, not a reported robustness number.
 SWEEP_STEPS = 20
 SWEEP_SUBSET = 100
@@ -60,11 +50,12 @@ SQUARE_QUERIES = 1000
 SQUARE_SUBSET = 50
 
 
-def make_flag(name, triggered, detail, value=None, kind="masking", evaluated=True, threshold=None):
-    """A flag dict (see the module docstring)."""
-    return {"name": name, "triggered": bool(triggered) if evaluated else False, "kind": kind,
-            "evaluated": bool(evaluated), "detail": detail, "value": value,
-            "threshold": THRESHOLDS.get(name) if threshold is None else threshold}
+def make_flag(name, triggered, detail, value=None, kind=None, evaluated=True, threshold=None):
+    """A flag dict (see the module docstring); kind and threshold default to the flag's `FLAGS` entry."""
+    spec = FLAGS.get(name)
+    return {"name": name, "triggered": bool(triggered) if evaluated else False,
+            "kind": kind or (spec.kind if spec else "masking"), "evaluated": bool(evaluated), "detail": detail,
+            "value": value, "threshold": (spec.threshold if spec else None) if threshold is None else threshold}
 
 
 def gradient_masking(flags):
@@ -139,6 +130,7 @@ def zero_gradient_share(model, x, y, batch_size=128):
 
 
 def check_zero_gradients(share_entries, share_images):
+    """``zero_gradients``: most images have an exactly-zero CE input gradient (saturated softmax, GI, LA)."""
     evaluated = not math.isnan(share_images)
     return make_flag(
         "zero_gradients", evaluated and share_images > ZERO_GRADIENT_SHARE,
@@ -205,6 +197,7 @@ def _pairs(sweep, a, b, bounded_only=True):
 
 
 def check_ce_margin_gap(sweep):
+    """``ce_margin_gap``: PGD with the margin loss beats PGD-CE at some eps of the sweep by > `CE_MARGIN_GAP`."""
     pairs = _pairs(sweep, "PGD-margin", "PGD-CE")
     if not pairs:
         return make_flag("ce_margin_gap", False, "not evaluated: no PGD-CE/PGD-margin pair", evaluated=False)
@@ -218,6 +211,11 @@ def check_ce_margin_gap(sweep):
 
 
 def check_iterative_vs_single(sweep, attack_results=()):
+    """``iterative_weaker_than_single_step``: FGSM beats an iterative CE attack of the same budget.
+
+    Compares the sweep's FGSM with its PGD-CE, and the suite's FGSM rows with its BIM / MIM / PGD-CE rows
+    of the same threat model; triggers on a lead above `SINGLE_STEP_LEAD`.
+    """
     evidence = [("FGSM", "PGD-CE", eps, f, p) for eps, f, p in _pairs(sweep, "FGSM", "PGD-CE")]
     # The suite's own FGSM vs BIM/MIM/PGD-CE at the same threat model.
     by_threat = {}
@@ -247,6 +245,7 @@ def check_iterative_vs_single(sweep, attack_results=()):
 
 
 def check_eps_monotone(sweep):
+    """``no_increase_with_eps``: a sweep curve drops by > `EPS_DROP` or does not rise by `EPS_MIN_RISE`."""
     problems, values = [], {}
     for name in ("PGD-CE", "PGD-margin"):
         pts = [(e, r) for e, r in zip(sweep["eps"], sweep["curves"].get(name, [])) if r is not None
@@ -272,6 +271,7 @@ def check_eps_monotone(sweep):
 
 
 def check_unbounded(sweep):
+    """``unbounded_not_100``: at eps = 1 (every image reachable) PGD stays under `UNBOUNDED_SUCCESS`."""
     if not sweep["eps"] or sweep["eps"][-1] < 1.0:
         return make_flag("unbounded_not_100", False, "not evaluated: the sweep has no unbounded (eps = 1) point",
                          evaluated=False)
@@ -314,6 +314,8 @@ def cheap_square(model, x, y, pred_clean, eps, sweep, n_queries=SQUARE_QUERIES, 
 
 
 def check_black_box(attack_results=(), square=None, square_error=None):
+    """``black_box_stronger_than_white_box``: Square (the sweep's short run or a suite row) beats the best
+    white-box attack of its threat model by more than `BLACK_BOX_LEAD`."""
     evidence = []
     if square is not None and square["white_box"]:
         best = max(square["white_box"].items(), key=lambda kv: kv[1])
@@ -462,13 +464,8 @@ def check_convergence(attack_results=()):
                 "other_rate": e[5]} for e in evidence])
 
 
-#: Flags computed from the attack rows alone, with their checks; `refresh_flags` adds them to results saved
-#: before they existed.
-ROW_FLAGS = {"transfer_stronger_than_white_box": check_transfer, "autoattack_square_gain": check_autoattack_square,
-             "white_box_not_converged": check_convergence}
-
-
 def check_eot(attack_results=()):
+    """``eot_stronger_than_plain``: an EOT or fixed-randomness row beats its plain twin by > `EOT_LEAD`."""
     ok = {r["name"]: r for r in attack_results if r.get("status") == "ok"}
     evidence = []
     for name, r in ok.items():
@@ -551,17 +548,13 @@ def run_masking_checks(model, x, y, eps_values, black_box_eps=None, pred_clean=N
 
 
 def finalize_flags(cheap, attack_results=()):
-    """All flags: the cheap checks merged with the comparisons the suite's results allow."""
+    """All flags, in `FLAGS` order: the cheap checks merged with the comparisons the suite's results allow."""
     by_name = {f["name"]: f for f in cheap["flags"]}
     results = list(attack_results)
-    by_name["iterative_weaker_than_single_step"] = check_iterative_vs_single(cheap["eps_sweep"], results)
-    by_name["black_box_stronger_than_white_box"] = check_black_box(results, cheap.get("square"),
-                                                                   cheap.get("square_error"))
-    by_name["transfer_stronger_than_white_box"] = check_transfer(results)
-    by_name["eot_stronger_than_plain"] = check_eot(results)
-    by_name["autoattack_square_gain"] = check_autoattack_square(results)
-    by_name["white_box_not_converged"] = check_convergence(results)
-    return [by_name[name] for name in FLAG_NAMES if name in by_name]
+    for spec in FLAGS.values():
+        if spec.suite_check is not None:
+            by_name[spec.name] = spec.suite_check(cheap, results)
+    return [by_name[name] for name in FLAGS if name in by_name]
 
 
 def refresh_flags(results):
@@ -579,9 +572,84 @@ def refresh_flags(results):
     if not added:
         return results
     flags = list(results.get("flags", [])) + added
-    order = {name: i for i, name in enumerate(FLAG_NAMES)}
+    order = {name: i for i, name in enumerate(FLAGS)}
     flags.sort(key=lambda f: order.get(f.get("name"), len(order)))
     return {**results, "flags": flags, "gradient_masking": gradient_masking(flags)}
+
+
+# ----------------------------------------------------------------- the registry
+@dataclasses.dataclass(frozen=True)
+class FlagSpec:
+    """One gradient-masking (or evaluation-reliability) check, declared once.
+
+    Attributes:
+        name: The flag's name in results files, cards and the leaderboard.
+        kind: ``"masking"`` (counts towards ``gradient_masking``), ``"convergence"`` (the plain white-box rows
+            understate the attacker; read the stronger row) or ``"randomness"`` (a property of the model).
+        threshold: What the check compares against (a fraction, or a description), stored in results files.
+        sentence: What a card says when the flag triggers (the flag's evidence follows in brackets).
+        suite_check: ``(cheap, attack_rows) -> flag`` for checks recomputed once the suite's rows exist
+            (`finalize_flags`); ``None`` for checks that `run_masking_checks` computes from the model alone.
+        from_rows: The check needs only the saved rows, so `refresh_flags` adds it to results saved before
+            it existed.
+    """
+
+    name: str
+    kind: str
+    threshold: object
+    sentence: str
+    suite_check: object = None
+    from_rows: bool = False
+
+
+def _rows(check):
+    return lambda cheap, rows: check(rows)
+
+
+#: Every flag, in the order results files and cards list them.
+FLAGS = {spec.name: spec for spec in (
+    FlagSpec("zero_gradients", "masking", ZERO_GRADIENT_SHARE,
+             "Many inputs have an exactly-zero cross-entropy input gradient: gradient-based CE attacks have "
+             "nothing to follow there"),
+    FlagSpec("ce_margin_gap", "masking", CE_MARGIN_GAP,
+             "Cross-entropy attacks are much weaker than the same attack with the margin loss on the logits: the "
+             "softmax is saturated (GI1/GI2 and logits augmentation scale the logits), so cross-entropy gradients "
+             "vanish in float32 while logit-based attacks (C&W, EAD, PGD-margin, DLR) are unaffected"),
+    FlagSpec("iterative_weaker_than_single_step", "masking", SINGLE_STEP_LEAD,
+             "An iterative attack is weaker than a single-step one, a sign of a non-informative gradient",
+             suite_check=lambda cheap, rows: check_iterative_vs_single(cheap["eps_sweep"], rows)),
+    FlagSpec("no_increase_with_eps", "masking", EPS_DROP,
+             "Success does not rise with ε as it must for a working attack"),
+    FlagSpec("unbounded_not_100", "masking", UNBOUNDED_SUCCESS,
+             "Even an unbounded attack (ε = 1) does not reach 100 %: the attack, not the model, is failing"),
+    FlagSpec("black_box_stronger_than_white_box", "masking", BLACK_BOX_LEAD,
+             "A black-box attack beats the white-box ones: the white-box gradients are misleading",
+             suite_check=lambda cheap, rows: check_black_box(rows, cheap.get("square"), cheap.get("square_error"))),
+    FlagSpec("transfer_stronger_than_white_box", "masking", TRANSFER_LEAD,
+             "Examples crafted on another model fool this model more often than the same attack using its own "
+             "gradients: its white-box rows of that attack measure the gradients, not robustness",
+             suite_check=_rows(check_transfer), from_rows=True),
+    FlagSpec("eot_stronger_than_plain", "masking", EOT_LEAD,
+             "EOT / fixed-randomness attacks beat plain PGD: single-sample gradients of this random model are "
+             "misleading", suite_check=_rows(check_eot)),
+    FlagSpec("autoattack_square_gain", "masking", AUTOATTACK_SQUARE_GAIN,
+             "Within AutoAttack, the gradient-free Square attack fooled images that APGD and FAB could not "
+             "(AutoAttack's own warning): the gradients mislead",
+             suite_check=_rows(check_autoattack_square), from_rows=True),
+    FlagSpec("white_box_not_converged", "convergence", "95 % Wilson upper bound",
+             "Another attack beats the best plain white-box gradient attack of the same budget beyond its 95 % "
+             "interval: the plain gradient rows understate what an attacker achieves; read the stronger row",
+             suite_check=_rows(check_convergence), from_rows=True),
+    FlagSpec("randomized", "randomness", 0.0,
+             "The model is random at inference: single-sample white-box numbers are unreliable; read the EOT and "
+             "fixed-randomness rows"),
+)}
+#: Read off `FLAGS` (kept for results files and callers): name -> threshold, the names in order, and the
+#: checks `refresh_flags` can compute from saved rows.
+THRESHOLDS = {name: spec.threshold for name, spec in FLAGS.items() if name != "randomized"}
+FLAG_NAMES = tuple(FLAGS)
+ROW_FLAGS = {name: (lambda spec: lambda rows: spec.suite_check(None, rows))(spec)
+             for name, spec in FLAGS.items() if spec.from_rows}
 
 
 def public_sweep(sweep):

@@ -19,6 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from hardened.evaluation.masking import FLAGS, refresh_flags
 from hardened.evaluation.metrics import wilson_interval  # noqa: F401  (re-exported: tests use it from here)
 from hardened.reporting.defenses import (  # noqa: F401  (re-exported)
     _RANDOM_KINDS, DATASETS, DEFENSE_TEXTS, JPEG_CAVEAT, STANDARD_LINF, _dataset_key, _kind, defense_key, defense_kinds)
@@ -75,8 +76,6 @@ class _Card:
     def __init__(self, folder, registry_entry, paper):
         self.folder = Path(folder)
         inputs = read_card_inputs(self.folder)
-        from hardened.evaluation.masking import refresh_flags
-
         # Checks that need only the saved rows also apply to results saved before they existed.
         self.results = [(fname, refresh_flags(r)) for fname, r in inputs["results"]]
         self.metadata = inputs["metadata"] or {}
@@ -728,35 +727,8 @@ class _Card:
             items.append("**CE-based attack numbers overstate robustness.** At least one gradient-masking check "
                          "triggered (below); the robustness of this model is what the margin/DLR, BPDA and "
                          "gradient-free rows say, not the FGSM/BIM/MIM rows.")
-        texts = {
-            "ce_margin_gap": "Cross-entropy attacks are much weaker than the same attack with the margin loss on "
-                             "the logits: the softmax is saturated (GI1/GI2 and logits augmentation scale the "
-                             "logits), so cross-entropy gradients vanish in float32 while logit-based attacks "
-                             "(C&W, EAD, PGD-margin, DLR) are unaffected",
-            "zero_gradients": "Many inputs have an exactly-zero cross-entropy input gradient: gradient-based CE "
-                              "attacks have nothing to follow there",
-            "unbounded_not_100": "Even an unbounded attack (ε = 1) does not reach 100 %: the attack, not the model, "
-                                 "is failing",
-            "iterative_weaker_than_single_step": "An iterative attack is weaker than a single-step one, a sign of "
-                                                 "a non-informative gradient",
-            "no_increase_with_eps": "Success does not rise with ε as it must for a working attack",
-            "black_box_stronger_than_white_box": "A black-box attack beats the white-box ones: the white-box "
-                                                 "gradients are misleading",
-            "transfer_stronger_than_white_box": "Examples crafted on another model fool this model more often "
-                                                "than the same attack using its own gradients: its white-box "
-                                                "rows of that attack measure the gradients, not robustness",
-            "eot_stronger_than_plain": "EOT / fixed-randomness attacks beat plain PGD: single-sample gradients of "
-                                       "this random model are misleading",
-            "white_box_not_converged": "Another attack beats the best plain white-box gradient attack of the same "
-                                       "budget beyond its 95 % interval: the plain gradient rows understate what "
-                                       "an attacker achieves; read the stronger row",
-            "autoattack_square_gain": "Within AutoAttack, the gradient-free Square attack fooled images that "
-                                      "APGD and FAB could not (AutoAttack's own warning): the gradients mislead",
-            "randomized": "The model is random at inference: single-sample white-box numbers are unreliable; read "
-                          "the EOT and fixed-randomness rows",
-        }
         for name, f in flags.items():
-            items.append(f"{texts.get(name, name)} ({f.get('detail')}).")
+            items.append(f"{FLAGS[name].sentence if name in FLAGS else name} ({f.get('detail')}).")
         if any(k in self.kinds for k in ("gi1", "gi2", "la")) and not self.results:
             items.append("GI1/GI2 and logits augmentation work by saturating the softmax; expect CE attacks to "
                          "fail and logit attacks not to. This release has not been evaluated yet.")
