@@ -449,6 +449,9 @@ def _cmd_leaderboard(args):
 
 def _cmd_des(args):
     from hardened.evaluation.des import des_compare
+    from hardened.reporting.des_report import write_des
+    from hardened.zoo import registry
+    from hardened.zoo.hub import from_pretrained
 
     members = _des_members(args)
     out = args.out or str(Path("runs") / "des" / Path(args.base).name)
@@ -457,7 +460,8 @@ def _cmd_des(args):
                       settings=args.settings.split(","), eot_samples=args.eot_samples, eta=args.eta, out_dir=out,
                       resume=not args.no_resume, progress=not args.no_progress, seed=args.seed,
                       batch_size=args.batch_size, data_dir=args.data_dir,
-                      command=command_line(args.argv))
+                      command=command_line(args.argv), load=from_pretrained, resolve=registry.resolve_name)
+    write_des(des, out)
     print(f"base {des['base']['name']}: clean accuracy {100 * des['base']['clean_accuracy']:.2f} % "
           f"on {des['inputs']['n']} images")
     for m in des["mean_des"]:

@@ -17,6 +17,8 @@ import pytest
 
 from hardened import cli
 from hardened.evaluation import des, masking, metrics, suites, toy
+from hardened.reporting import des_report
+from hardened.zoo import from_pretrained, resolve_name
 from hardened.layers.stochastic import GaussianNoiseInjection
 
 evaluate_module = importlib.import_module("hardened.evaluation.evaluate")
@@ -96,9 +98,9 @@ def test_des_rows_follow_seed_004_definition(tmp_path):
 def test_des_table_is_a_pure_function_of_des_json(tmp_path):
     d = _hand_made(tmp_path)
     frozen = copy.deepcopy(d)
-    text = des.render_des_table(d)
+    text = des_report.render_des_table(d)
     assert d == frozen  # not mutated
-    assert des.render_des_table(json.loads(json.dumps(d))) == text  # a JSON round trip renders the same
+    assert des_report.render_des_table(json.loads(json.dumps(d))) == text  # a JSON round trip renders the same
     table2 = next(line for line in text.splitlines() if line.startswith("| HRS |"))
     assert table2.split(" | ")[1] == f"{(0.5 / 0.007 + 0.2 / 0.002) / 2:.2f}"
     assert "| adv-train | " in text and des.NOT_APPLICABLE in text
@@ -110,18 +112,18 @@ def test_des_table_is_a_pure_function_of_des_json(tmp_path):
 
 def test_check_des_regenerates_and_catches_any_difference(tmp_path):
     d = _hand_made(tmp_path)
-    des.write_des(d, tmp_path)
+    des_report.write_des(d, tmp_path)
     assert (tmp_path / "des.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert des.check_des(tmp_path) == []
+    assert des_report.check_des(tmp_path) == []
     md = tmp_path / "des.md"
     good = md.read_text()
     md.write_text(good.replace("71.43", "71.44"))
-    assert des.check_des(tmp_path), "an edited table must be caught"
+    assert des_report.check_des(tmp_path), "an edited table must be caught"
     md.write_text(good)
     results = json.loads((tmp_path / "hrs-a" / "results.json").read_text())
     results["attacks"][0]["success_rate"] = 0.49
     (tmp_path / "hrs-a" / "results.json").write_text(json.dumps(results))
-    assert any("rows" in line for line in des.check_des(tmp_path)), "a changed saved result must be caught"
+    assert any("rows" in line for line in des_report.check_des(tmp_path)), "a changed saved result must be caught"
 
 
 def test_arguments_are_checked_before_anything_runs(toy_models):
@@ -133,7 +135,9 @@ def test_arguments_are_checked_before_anything_runs(toy_models):
         with pytest.raises(ValueError, match="eta"):
             des.des_compare(members, base=base, eta=eta)
     with pytest.raises(ValueError, match="no-such-model"):
-        des.des_compare({"HRS": [("no-such-model", "10x10")]}, base=base)
+        des.des_compare({"HRS": [("no-such-model", "10x10")]}, base=base, load=from_pretrained, resolve=resolve_name)
+    with pytest.raises(ValueError, match="load="):  # a name needs a loader: evaluation does not import the zoo
+        des.des_compare({"HRS": [("hrs10x10-mnist", "10x10")]}, base=base)
     with pytest.raises(ValueError, match="attack"):
         des.des_compare(members, base=base, attacks=("FGSM",))
     with pytest.raises(ValueError, match="setting"):
@@ -212,6 +216,7 @@ def toy_run(toy_models, test_data, tmp_path_factory):
         real = evaluate_module.evaluate
         mp.setattr(evaluate_module, "evaluate", lambda *a, **k: calls.append(k["out_dir"]) or real(*a, **k))
         result = _compare(toy_models, test_data, out)
+    des_report.write_des(result, out)  # what `hardened des` does after the comparison
     return result, out, calls
 
 
@@ -247,7 +252,7 @@ def test_toy_comparison_writes_every_row(toy_run):
     r = rows[("toy-noise", "PGD", "white-box")]
     assert r["des"] == metrics.defense_efficiency_score(d["base"]["clean_accuracy"], member["clean_accuracy"],
                                                         base_rate, r["success_rate"])
-    assert des.check_des(out) == []
+    assert des_report.check_des(out) == []
 
 
 def test_toy_comparison_resumes_from_saved_results(toy_run, toy_models, test_data, tmp_path, monkeypatch):
@@ -298,6 +303,7 @@ def test_cli_des_parses_members_and_family_file(tmp_path, monkeypatch, capsys):
                 "mean_des": [{"family": "HRS", "attack": "PGD", "setting": "eot", "mean_des": 35.4}]}
 
     monkeypatch.setattr(des, "des_compare", fake)
+    monkeypatch.setattr(des_report, "write_des", lambda d, out: seen.update(written=out))
     fam = tmp_path / "members.json"
     fam.write_text(json.dumps({"SAP": [["cwcnn-sap-mnist", 1]], "dropout": [{"name": "d", "strength": 0.1}]}))
     rc = cli.main(["des", "--base", "cwcnn-mnist", "--family-file", str(fam), "--member", "HRS=hrs10x10-mnist:10x10",
@@ -310,6 +316,7 @@ def test_cli_des_parses_members_and_family_file(tmp_path, monkeypatch, capsys):
     assert seen["settings"] == ["white-box", "eot"] and seen["eta"] == 0.002 and seen["eot_samples"] == 10
     assert seen["command"].startswith("hardened des --base cwcnn-mnist")
     assert "mean DES 35.40" in capsys.readouterr().out
+    assert seen["written"] == str(tmp_path / "o") and seen["load"] is from_pretrained
 
 
 def test_cli_des_reports_unknown_members(capsys):
@@ -321,7 +328,7 @@ def test_cli_des_reports_unknown_members(capsys):
 
 # ----------------------------------------------------------------- released comparisons
 def _released():
-    folders = des.des_folders()
+    folders = des_report.des_folders()
     if not folders:
         return [pytest.param(None, marks=pytest.mark.skip(reason="no model_cards/des-*/des.json yet"), id="none")]
     return [pytest.param(f, id=f.name) for f in folders]
@@ -329,7 +336,7 @@ def _released():
 
 @pytest.mark.parametrize("folder", _released())
 def test_released_des_table_regenerates_from_saved_results(folder):
-    diff = des.check_des(folder)
+    diff = des_report.check_des(folder)
     assert not diff, (f"{folder}: des.json / des.md differ from what the saved results give; rerun "
                       "`hardened des` (it reuses the saved evaluations):\n" + "\n".join(diff[:80]))
 
@@ -337,5 +344,5 @@ def test_released_des_table_regenerates_from_saved_results(folder):
 def test_eval_package_exports():
     from hardened import evaluation
 
-    assert evaluation.des_compare is des.des_compare and evaluation.render_des_table is des.render_des_table
+    assert evaluation.des_compare is des.des_compare
     assert np.isclose(metrics.DES_ETA, 0.002)

@@ -9,7 +9,7 @@ only when an evaluation runs.
 """
 
 from hardened.evaluation import des, masking, metrics, suites
-from hardened.evaluation.des import check_des, des_compare, render_des_table
+from hardened.evaluation.des import des_compare
 from hardened.evaluation.evaluate import evaluate, render_markdown, write_results
 from hardened.evaluation.masking import gradient_masking, run_masking_checks
 from hardened.evaluation.metrics import (
@@ -30,10 +30,10 @@ from hardened.evaluation.metrics import (
 from hardened.evaluation.suites import SUITES, AttackSpec, build_suite
 
 __all__ = [
-    "SUITES", "AttackSpec", "build_suite", "check_des", "clean_accuracy", "deepfool_robustness",
+    "SUITES", "AttackSpec", "build_suite", "clean_accuracy", "deepfool_robustness",
     "defense_efficiency_score", "des", "des_compare",
     "estimator_table", "evaluate", "gradient_masking", "logit_gradient_magnitude", "logit_variance", "masking",
-    "mean_distortion", "metrics", "normalize_unit", "render_des_table", "render_markdown", "robustness_estimator",
+    "mean_distortion", "metrics", "normalize_unit", "render_markdown", "robustness_estimator",
     "robustness_terms", "run_masking_checks", "suites", "targeted_pairs", "targeted_success",
     "untargeted_success", "write_results",
 ]

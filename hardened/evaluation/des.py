@@ -3,7 +3,9 @@
     des = des_compare({"HRS": [("hrs10x10-cifar10", "10x10"), ("hrs20x20-cifar10", "20x20")],
                        "dropout": [("cwcnn-dropout0.1-cifar10", 0.1), ("cwcnn-dropout0.3-cifar10", 0.3)],
                        "adv-train": [("cwcnn-advtrain-cifar10", 8 / 255)]},
-                      base="cwcnn-cifar10", n=500, out_dir="runs/des-cifar10")
+                      base="cwcnn-cifar10", n=500, out_dir="runs/des-cifar10",
+                      load=hardened.from_pretrained, resolve=hardened.zoo.resolve_name)
+    hardened.reporting.des_report.write_des(des, "runs/des-cifar10")   # des.md + des.png
 
 Every member (and the base) is evaluated with `hardened.evaluate` (suite
 ``adaptive``, only the attacks the comparison needs), so a member's numbers are
@@ -33,13 +35,12 @@ one fixed HRS path: `attacks.fixed_randomness`) and scores the examples on the
 randomized model. Deterministic members get no EOT / fixed rows of their own
 ("n/a, deterministic"): those would repeat the white-box numbers.
 
-Outputs in ``out_dir``: ``des.json`` (every input and per-member row),
-``des.md`` (`render_des_table`, a pure function of des.json; `check_des`
-regenerates it and the rows from the saved results) and ``des.png``
-(`plot_des`: accuracy drop vs defense rate, seed 004's Figure 2).
+Outputs in ``out_dir``: ``des.json`` (every input and per-member row) and one
+folder of `evaluate` output per model. The report (``des.md``, seed 004's
+Table 2, and ``des.png``, its Figure 2) is rendered from des.json by
+`hardened.reporting.des_report`, whose `check_des` regenerates a saved folder.
 """
 
-import difflib
 import hashlib
 import json
 import math
@@ -54,8 +55,6 @@ from hardened._provenance import command_line, git_commit
 from hardened.evaluation import metrics, suites
 
 DES_JSON = "des.json"
-DES_MD = "des.md"
-DES_PNG = "des.png"
 SCHEMA_VERSION = 1
 
 #: Seed 004's attacks -> loss of the adaptive suite's PGD.
@@ -81,7 +80,7 @@ _SETTING_ALIASES = {"white-box": "white-box", "whitebox": "white-box", "white": 
 # ----------------------------------------------------------------- the comparison
 def des_compare(members, *, base, data=None, dataset=None, n=500, eps=None, attacks=ATTACKS, settings=SETTINGS,
                 eot_samples=suites.EOT_SAMPLES, eta=metrics.DES_ETA, out_dir=None, resume=True, progress=True,
-                seed=0, batch_size=128, data_dir=None, masking_subset=None, command=None):
+                seed=0, batch_size=128, data_dir=None, masking_subset=None, command=None, load=None, resolve=None):
     """Evaluate every member of every defense family and compute seed 004's DES.
 
     Args:
@@ -104,7 +103,7 @@ def des_compare(members, *, base, data=None, dataset=None, n=500, eps=None, atta
         settings: Subset of ``("white-box", "eot", "fixed")``.
         eot_samples: Gradient samples per EOT step (seed 004: 10).
         eta: η of DES (seed 004: 0.002); must be > 0.
-        out_dir: Folder of ``des.json``, ``des.md``, ``des.png`` and one
+        out_dir: Folder of ``des.json`` and one
             ``<member>/`` folder of `evaluate` output per model. Without it
             nothing is written and nothing can be resumed.
         resume: Reuse a member's saved ``results.json`` when it was made from
@@ -118,6 +117,13 @@ def des_compare(members, *, base, data=None, dataset=None, n=500, eps=None, atta
         masking_subset: Images of `evaluate`'s masking checks (default min(n, 100)).
         command: How the comparison was started, for des.json (default:
             the running process's command line).
+        load: ``source -> keras.Model`` for members and base given as names
+            or folders (``hardened.from_pretrained``); not needed when every
+            one is a `keras.Model`. Injected so that evaluation does not depend
+            on the zoo (the CLI passes the zoo's loader).
+        resolve: ``name -> canonical name`` (``hardened.zoo.resolve_name``):
+            checks names up front and evaluates a model listed under two
+            aliases once.
 
     Returns:
         The des.json dict: ``inputs``, ``base``, ``members``, ``rows`` (one
@@ -140,22 +146,22 @@ def des_compare(members, *, base, data=None, dataset=None, n=500, eps=None, atta
     attacks, settings = normalize_attacks(attacks), normalize_settings(settings)
     suites.check_adaptive_overrides(eps, eot_samples)
     families = normalize_members(members)
-    _check_source(base, "base")
+    _check_source(base, "base", load, resolve)
     for family, ms in families.items():
         for m in ms:
-            _check_source(m["source"], f"member of {family!r}")
+            _check_source(m["source"], f"member of {family!r}", load, resolve)
 
     # One folder per distinct model: the same model in two families is evaluated once.
     labels = {}
     dirs = {}
     for source in [base] + [m["source"] for ms in families.values() for m in ms]:
-        key = _source_id(source)
+        key = _source_id(source, resolve)
         if key not in labels:
-            labels[key] = _label(source)
+            labels[key] = _label(source, resolve)
             dirs[key] = _unique_dir(labels[key], set(dirs.values()))
 
-    base_model = _load(base)
-    _check_deterministic(base_model, labels[_source_id(base)])
+    base_model = _load(base, load)
+    _check_deterministic(base_model, labels[_source_id(base, resolve)])
     dataset_name = dataset if dataset is not None else evaluate_module._metadata_dataset(
         getattr(base_model, "hardened_metadata", None) or {})
     x, y, data_source = _resolve_data(data, dataset_name, n, data_dir)
@@ -166,7 +172,7 @@ def des_compare(members, *, base, data=None, dataset=None, n=500, eps=None, atta
                   masking_subset=masking_subset, resume=resume, adaptive_eps=eps, eot_samples=eot_samples)
     out = Path(out_dir) if out_dir is not None else None
 
-    base_key = _source_id(base)
+    base_key = _source_id(base, resolve)
     # The base runs the members' selection too (its EOT / fixed specs are skipped, costing nothing),
     # so a base also listed as a member is evaluated once, into one folder.
     # White-box always runs: it is the base's reference in every setting.
@@ -185,9 +191,9 @@ def des_compare(members, *, base, data=None, dataset=None, n=500, eps=None, atta
 
     todo = [(family, m) for family, ms in families.items() for m in ms]
     for family, m in tqdm(todo, desc="DES members", disable=not progress):
-        key = _source_id(m["source"])
+        key = _source_id(m["source"], resolve)
         if key not in evaluated:
-            model = _load(m["source"])
+            model = _load(m["source"], load)
             _check_same_dataset(model, dataset_name, labels[key])
             evaluated[key] = _evaluate_cached(model, labels[key], out / dirs[key] if out else None, member_only,
                                               **common)
@@ -211,7 +217,7 @@ def des_compare(members, *, base, data=None, dataset=None, n=500, eps=None, atta
     }
     des = build_des(inputs, base_record, records)
     if out is not None:
-        write_des(des, out)
+        write_des_json(des, out)
     return des
 
 
@@ -327,233 +333,13 @@ def mean_des(rows, families, attacks, settings):
 
 
 # ----------------------------------------------------------------- files
-def write_des(des, out_dir):
-    """Write ``des.json``, ``des.md`` and ``des.png`` into ``out_dir``; returns their paths."""
+def write_des_json(des, out_dir):
+    """Write ``des.json`` into ``out_dir``; returns its path (the report: `hardened.reporting.des_report`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / DES_JSON, "md": out / DES_MD, "png": out / DES_PNG}
-    paths["json"].write_text(json.dumps(des, indent=2, allow_nan=False) + "\n")
-    paths["md"].write_text(render_des_table(des), encoding="utf-8")
-    plot_des(des, paths["png"])
-    return paths
-
-
-def check_des(folder):
-    """Regenerate a DES folder's rows from its saved results and its table from des.json.
-
-    The member records are rebuilt from ``<folder>/<member>/results.json``
-    (the base's too), the rows and means recomputed with `build_des`, and
-    ``des.md`` re-rendered with `render_des_table`; any difference is reported.
-
-    Args:
-        folder: A folder written by `des_compare` (``des.json``, ``des.md`` and
-            the member folders).
-
-    Returns:
-        Difference lines; empty when everything regenerates exactly.
-    """
-    folder = Path(folder)
-    saved = json.loads((folder / DES_JSON).read_text())
-    diff = []
-
-    def rebuild(rec):
-        path = folder / rec["results"]
-        if not path.is_file():
-            diff.append(f"{path}: missing (the results {rec['name']!r} was computed from)")
-            return rec
-        results = json.loads(path.read_text())
-        return member_record(results, family=rec["family"], name=rec["name"], strength=rec["strength"],
-                             source=rec["source"], folder=rec["dir"])
-
-    base = rebuild(saved["base"])
-    members = [rebuild(rec) for rec in saved["members"]]
-    if not diff:
-        again = build_des(saved["inputs"], base, members)
-        for key in ("base", "members", "rows", "mean_des"):
-            if again[key] != saved[key]:
-                old = json.dumps(saved[key], indent=1, sort_keys=True).splitlines()
-                new = json.dumps(again[key], indent=1, sort_keys=True).splitlines()
-                diff += list(difflib.unified_diff(old, new, f"{DES_JSON}:{key} (saved)",
-                                                  f"{key} (from the results)", lineterm=""))
-    md = folder / DES_MD
-    actual = md.read_text(encoding="utf-8") if md.is_file() else ""
-    expected = render_des_table(saved)
-    if actual != expected:
-        diff += list(difflib.unified_diff(actual.splitlines(), expected.splitlines(),
-                                          f"{md} (on disk)", f"{md} (regenerated)", lineterm=""))
-    return diff
-
-
-def des_folders(root=None):
-    """``<root>/des-*/`` folders holding a des.json (root: the bundled model_cards folder)."""
-    if root is None:
-        from hardened.zoo.hub import model_cards_dir as default_root
-
-        root = default_root()
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob("des-*") if p.is_dir() and (p / DES_JSON).is_file())
-
-
-# ----------------------------------------------------------------- rendering (pure)
-def _pct(v):
-    return "–" if v is None else f"{100 * v:.2f} %"
-
-
-def _pp(v):
-    return "–" if v is None else f"{100 * v:+.2f}"
-
-
-def _des(v):
-    return "–" if v is None else f"{v:.2f}"
-
-
-def _cell(text):
-    return str(text).replace("|", "/").replace("\n", " ")
-
-
-def _eps(v):
-    """``8/255`` for the usual CIFAR-10 bounds, else the number."""
-    k = v * 255
-    return f"{round(k)}/255" if 0 < v < 1 and abs(k - round(k)) < 1e-6 else f"{v:.6g}"
-
-
-def _strength(v):
-    return "–" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
-
-
-def render_des_table(des_json):
-    """The markdown report of a des.json dict (seed 004's Table 2 plus per-member rows).
-
-    Pure: the text depends on ``des_json`` only, so a test can regenerate it.
-    """
-    inp, base = des_json["inputs"], des_json["base"]
-    attacks, settings = inp["attacks"], inp["settings"]
-    base_rows = {}
-    for attack in attacks:
-        e = base["attacks"].get(SPEC_NAMES[(attack, "white-box")], {})
-        base_rows[attack] = e.get("success_rate")
-    lines = [
-        f"# Defense efficiency (DES): {inp.get('dataset') or inp.get('settings_family')}, "
-        f"ℓ∞ ε = {_eps(inp['eps'])}",
-        "",
-        "<!-- Generated by hardened.evaluation.des.render_des_table from des.json. Do not edit: rerun "
-        "`hardened des` or regenerate with render_des_table. -->",
-        "",
-        f"- base (unprotected): `{base['name']}`: clean accuracy {_pct(base['clean_accuracy'])} on "
-        f"n = {inp['n']} test images ({inp.get('data_source')}); white-box success rate "
-        + ", ".join(f"{a} {_pct(base_rows[a])}" for a in attacks) + ".",
-        f"- DES = Δd / (Δt + η) with η = {inp['eta']:g} (seed 004): Δd = defense rate of the member − "
-        "defense rate of the base under the same attack (white-box: the base is deterministic), defense rate = "
-        "1 − attack success rate over the images the model classifies correctly; Δt = base clean accuracy − "
-        "member clean accuracy. All as fractions.",
-        "- attacks: " + "; ".join(f"{a} / {SETTING_TITLES[s]} = `{inp['spec_names'][f'{a}/{s}']}`"
-                                   for a in attacks for s in settings)
-        + f" of the adaptive suite ({inp.get('steps')} steps, step 2.5·ε/steps, random start"
-        + (f", EOT n = {inp['eot_samples']}" if "eot" in settings else "") + ").",
-        f"- fixed randomness: crafted with every randomized layer switched off (noise removed, one fixed HRS path) "
-        "and scored on the randomized model. Deterministic members have no EOT / fixed rows of their own "
-        f"(\"{NOT_APPLICABLE}\").",
-        f"- seed {inp['seed']}, batch size {inp['batch_size']}, backend {inp.get('backend')}, keras "
-        f"{(inp.get('versions') or {}).get('keras')}; commit {inp.get('commit')}"
-        + (" (with local changes)" if inp.get("commit_dirty") else ""),
-        f"- command: `{inp.get('command')}`",
-        "",
-        "## Mean DES per defense (seed 004, Table 2)",
-        "",
-    ]
-    cols = [(a, s) for a in attacks for s in settings]
-    header = ["defense"] + [f"{a} {SETTING_TITLES[s]}" for a, s in cols]
-    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(cols)]
-    cells = {(m["family"], m["attack"], m["setting"]): m for m in des_json["mean_des"]}
-    for family in dict.fromkeys(m["family"] for m in des_json["mean_des"]):
-        out = []
-        for a, s in cols:
-            m = cells.get((family, a, s))
-            if m is None:
-                out.append("–")
-            elif m["mean_des"] is None:
-                out.append(m["note"] or "–")
-            else:
-                part = "" if m["n_values"] == m["n_members"] else f" ({m['n_values']} of {m['n_members']})"
-                out.append(f"{_des(m['mean_des'])}{part}")
-        lines.append("| " + " | ".join([_cell(family)] + out) + " |")
-    lines += ["", "Mean over the family's members (strengths); larger is better. "
-                  "Per-member numbers below.", "", "## Members", "",
-              "| defense | member | strength | randomized | clean acc. | acc. drop Δt (pp) | gradient masking |",
-              "|---|---|---|---|---:|---:|---|"]
-    for rec in des_json["members"]:
-        drop = None if rec["clean_accuracy"] is None else base["clean_accuracy"] - rec["clean_accuracy"]
-        masking = ("**yes** (" + ", ".join(rec["masking_flags"]) + ")") if rec["gradient_masking"] else "no"
-        lines.append(f"| {_cell(rec['family'])} | `{rec['name']}` | {_strength(rec['strength'])} | "
-                     f"{'yes' if rec['randomized'] else 'no'} | {_pct(rec['clean_accuracy'])} | {_pp(drop)} | "
-                     f"{masking} |")
-    lines += ["", "## Rows", "",
-              "| defense | member | strength | attack | setting | attacked | success rate | defense rate | "
-              "Δd (pp) | Δt (pp) | DES |",
-              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in des_json["rows"]:
-        if r["status"] == "ok":
-            cells_ = [str(r["n_attacked"]), _pct(r["success_rate"]), _pct(r["defense_rate"]),
-                      _pp(r["defense_gain"]), _pp(r["accuracy_drop"]), _des(r["des"])]
-        else:
-            text = r["note"] if r["status"] == "n/a" else f"{r['status']}: {r['note']}"
-            cells_ = [_cell(text), "", "", "", _pp(r["accuracy_drop"]), "–"]
-        lines.append(f"| {_cell(r['family'])} | `{r['member']}` | {_strength(r['strength'])} | {r['attack']} | "
-                     f"{SETTING_TITLES[r['setting']]} | " + " | ".join(cells_) + " |")
-    lines += ["", f"Per-model evaluations (hardened.evaluate output): "
-                  + ", ".join(f"`{rec}`" for rec in dict.fromkeys(
-                      [base["results"]] + [m["results"] for m in des_json["members"]])) + ".", ""]
-    return "\n".join(lines)
-
-
-def plot_des(des_json, path):
-    """Scatter accuracy drop vs defense rate (seed 004, Figure 2) to a PNG.
-
-    One panel per attack; one colour per defense family, one marker per
-    setting; the base is the black star at zero drop.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    inp = des_json["inputs"]
-    attacks, settings = inp["attacks"], inp["settings"]
-    families = list(dict.fromkeys(r["family"] for r in des_json["members"]))
-    colours = {f: f"C{i % 10}" for i, f in enumerate(families)}
-    markers = {"white-box": "o", "eot": "^", "fixed": "s"}
-    # Figure + Agg canvas directly: no pyplot, so the caller's backend is untouched.
-    fig = Figure(figsize=(5.2 * len(attacks) + 1.8, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    for i, attack in enumerate(attacks):
-        ax = fig.add_subplot(1, len(attacks), i + 1)
-        for r in des_json["rows"]:
-            if r["attack"] != attack or r["status"] != "ok":
-                continue
-            xy = (100 * r["accuracy_drop"], 100 * r["defense_rate"])
-            ax.scatter(*xy, color=colours[r["family"]], marker=markers[r["setting"]], s=40, alpha=0.85, zorder=3)
-            if r["setting"] == "white-box" and r["strength"] is not None:
-                ax.annotate(_strength(r["strength"]), xy, textcoords="offset points", xytext=(4, 3), fontsize=6)
-        base_rate = next(r["base_defense_rate"] for r in des_json["rows"] if r["attack"] == attack) \
-            if des_json["rows"] else None
-        if base_rate is not None:
-            ax.scatter(0.0, 100 * base_rate, color="black", marker="*", s=90, zorder=2)  # members on top
-        ax.set_xlabel("test accuracy drop Δt (percentage points)")
-        ax.set_ylabel(f"defense rate under {attack} (%)")
-        ax.set_ylim(-2, 102)
-        ax.grid(True, alpha=0.3)
-        ax.set_title(f"{attack}, ℓ∞ ε = {_eps(inp['eps'])}, n = {inp['n']}", fontsize=9)
-    handles = [Line2D([], [], color=colours[f], marker="o", linestyle="", label=f) for f in families]
-    handles += [Line2D([], [], color="grey", marker=markers[s], linestyle="", label=SETTING_TITLES[s])
-                for s in settings]
-    handles.append(Line2D([], [], color="black", marker="*", linestyle="", markersize=10,
-                          label=f"base ({des_json['base']['name']})"))
-    right = 1 - 1.7 / (5.2 * len(attacks) + 1.8)  # the last 1.7 inches hold the legend
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(right, 0.5), fontsize=7, frameon=False)
-    fig.suptitle(f"DES comparison — {inp.get('dataset') or inp.get('settings_family')}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, right, 0.95))
-    fig.savefig(str(path))
+    path = out / DES_JSON
+    path.write_text(json.dumps(des, indent=2, allow_nan=False) + "\n")
+    return path
 
 
 # ----------------------------------------------------------------- arguments
@@ -623,8 +409,8 @@ def _check_eta(eta):
                          "with eta <= 0 a member without accuracy drop divides by zero.")
 
 
-def _check_source(source, role):
-    """A model must be a keras.Model, an existing checkpoint folder or a registry name (checked up front)."""
+def _check_source(source, role, load, resolve):
+    """A model must be a keras.Model, or (with ``load``) a checkpoint folder or a name ``resolve`` accepts."""
     import keras
 
     if isinstance(source, keras.Model):
@@ -632,19 +418,22 @@ def _check_source(source, role):
     if not isinstance(source, (str, os.PathLike)):
         raise ValueError(f"The DES {role} must be a registry name, a checkpoint folder or a keras.Model, got "
                          f"{type(source).__name__}.")
+    if load is None:
+        raise ValueError(f"The DES {role} {str(source)!r} is a name or folder: pass load= (and resolve=) to load "
+                         "it, e.g. load=hardened.from_pretrained, resolve=hardened.zoo.resolve_name, or pass "
+                         "keras.Model objects.")
     path = Path(os.fspath(source)).expanduser()
-    if path.is_dir():
+    if path.is_dir() or resolve is None:
         return
-    from hardened.zoo import registry
-
     try:
-        registry.resolve_name(str(source))
+        resolve(str(source))
     except ValueError as err:
         where = f" (no folder {path} either)" if any(c in str(source) for c in "/\\~.") else ""
         raise ValueError(f"DES {role} {str(source)!r}: {err}{where}") from None
 
 
-def _source_id(source):
+def _source_id(source, resolve=None):
+    """A key that is equal for the same model: the object, the resolved folder, or the canonical name."""
     import keras
 
     if isinstance(source, keras.Model):
@@ -652,13 +441,11 @@ def _source_id(source):
     path = Path(os.fspath(source)).expanduser()
     if path.is_dir():
         return ("dir", str(path.resolve()))
-    from hardened.zoo import registry
-
-    return ("name", registry.resolve_name(str(source)))
+    return ("name", resolve(str(source)) if resolve is not None else str(source))
 
 
-def _label(source):
-    kind, value = _source_id(source)
+def _label(source, resolve=None):
+    kind, value = _source_id(source, resolve)
     if kind == "model":
         return source.name
     return Path(value).name if kind == "dir" else value
@@ -680,14 +467,10 @@ def _unique_dir(label, taken):
     return name
 
 
-def _load(source):
+def _load(source, load):
     import keras
 
-    if isinstance(source, keras.Model):
-        return source
-    from hardened.zoo.hub import from_pretrained
-
-    return from_pretrained(source)
+    return source if isinstance(source, keras.Model) else load(source)
 
 
 def _check_deterministic(model, label, randomized=False):
