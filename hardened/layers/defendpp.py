@@ -88,37 +88,43 @@ def dct_matrix(n):
     return d.astype(np.float32)
 
 
-def dct_lowpass_targets(images, num_scales, min_size=7):
+def dct_lowpass_targets(images, num_scales, min_size=7, xp=None):
     """Multi-scale DCT low-pass targets ``I^0 .. I^{num_scales-1}``.
 
     ``I^m`` is the inverse DCT, at size ``(H/2^m, W/2^m)``, of the top-left
     ``H/2^m x W/2^m`` block of the image's DCT coefficients, rescaled so that
-    intensities keep their range. ``I^0`` is the image itself. Works on any
-    backend (matrix products with `keras.ops`).
+    intensities keep their range. ``I^0`` is the image itself. Matrix
+    products with `keras.ops` (any backend), or with NumPy for a data
+    pipeline (``xp=numpy``): the one DCT of the package.
 
     Args:
         images: Tensor (N, H, W, C), values in [0, 1].
         num_scales: Number of scales ``M``.
         min_size: Scales whose side would fall below this are left out (seed
             003 puts no loss below 7x7).
+        xp: ``numpy`` to compute on host arrays; default `keras.ops`.
 
     Returns:
-        List of tensors, ``[I^0, I^1, ...]``, each (N, H/2^m, W/2^m, C).
+        List of tensors (arrays with ``xp=numpy``), ``[I^0, I^1, ...]``, each (N, H/2^m, W/2^m, C).
     """
-    images = ops.convert_to_tensor(images, dtype="float32")
+    if xp is np:
+        images = np.asarray(images, dtype=np.float32)
+
+        def einsum(spec, *operands):
+            return np.einsum(spec, *operands, optimize=True)
+    else:
+        images = ops.convert_to_tensor(images, dtype="float32")
+        einsum = ops.einsum
     if len(images.shape) != 4:
         raise ValueError(f"dct_lowpass_targets expects NHWC images, got shape {tuple(images.shape)}.")
     h, w = int(images.shape[1]), int(images.shape[2])
-    dh, dw = dct_matrix(h), dct_matrix(w)
     # Coefficients C = Dh X Dw^T, per image and channel (channels last).
-    coeff = ops.einsum("ah,nhwc,bw->nabc", dh, images, dw)
+    coeff = einsum("ah,nhwc,bw->nabc", dct_matrix(h), images, dct_matrix(w))
     targets = []
     for m in range(int(num_scales)):
         sh, sw = h // 2 ** m, w // 2 ** m
         if m > 0 and min(sh, sw) < min_size:
             break
-        block = coeff[:, :sh, :sw, :]
         scale = math.sqrt((sh * sw) / (h * w))
-        low = ops.einsum("ah,nabc,bw->nhwc", dct_matrix(sh), block, dct_matrix(sw)) * scale
-        targets.append(low)
+        targets.append(einsum("ah,nabc,bw->nhwc", dct_matrix(sh), coeff[:, :sh, :sw, :], dct_matrix(sw)) * scale)
     return targets

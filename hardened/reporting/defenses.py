@@ -1,6 +1,8 @@
 """Datasets and defense kinds as the reports name them, and the paragraph a card prints for each defense."""
 
+import json
 import re
+from pathlib import Path
 
 #: Dataset key -> (display name, Hugging Face dataset id).
 DATASETS = {
@@ -15,52 +17,10 @@ _DATASET_ALIASES = {"fashion-mnist": "fashion_mnist", "cifar-10": "cifar10"}
 JPEG_CAVEAT = ("Evaluated and trained on a JPEG re-encoding of CIFAR-10 (the lossless original was not "
                "available); accuracies are not directly comparable to the original test set.")
 
-#: One paragraph per defense kind (the names used in registry ``defense`` fields and checkpoint names).
-DEFENSE_TEXTS = {
-    "base": ("**Undefended baseline.** The architecture trained normally, with no defense. It is the "
-             "reference against which the defended models of the zoo are compared."),
-    "hash": ("**Defensive hash classifier** (seed 000). The last two fully connected layers are HashedNets "
-             "layers at extreme compression: each virtual weight is V[i, j] = w[h(i, j)]·ξ(i, j), with "
-             "K = CR·n·m real weights shared through the hash h and signs ξ ∈ {±1}; the model is then "
-             "retrained end to end. The paper argues that the compressed head moves the decision boundary "
-             "away from the inputs (larger DeepFool distance) rather than hiding gradients."),
-    "gi1": ("**Gradient inhibition GI1** (seed 000), applied at test time to the last three layers: "
-            "w ← w + ε·sign(w). It enlarges every weight's magnitude, which scales the logits and saturates "
-            "the softmax, so gradients of the cross-entropy vanish. No retraining; the weights are a view of "
-            "the base checkpoint."),
-    "gi2": ("**Gradient inhibition GI2** (seed 000), applied at test time to the last three layers: "
-            "w ← (1 + ε)·w. A pure rescaling of the logits: the predicted class is unchanged while the softmax "
-            "saturates, so cross-entropy gradients vanish in float32. No retraining; the weights are a view "
-            "of the base checkpoint."),
-    "gi3": ("**Gradient inhibition GI3** (seed 000), applied at test time to the last three layers: "
-            "w ← w + ε·U(0, 1)·sign(w), with the uniform noise drawn from a recorded seed. Like GI1 it "
-            "enlarges the weights (saturating the softmax) and adds a random distortion of the decision "
-            "function. No retraining; the weights are a view of the base checkpoint."),
-    "la": ("**Logits augmentation** (seed 002): w ← τ·w on the last layer, a rescaling of the logits "
-           "(GI2 with ε = τ − 1 on one layer) that saturates the softmax."),
-    "prune": ("**Iterative magnitude pruning** (seed 002): rounds of removing the smallest remaining weights "
-              "(10 % of the FC weights, 5 % of the conv weights per round) with retraining; the masks are "
-              "layer state saved with the checkpoint."),
-    "hrs": ("**Hierarchical random switching** (seed 004): blocks of the network are replaced by N parallel "
-            "channels trained bottom-up, and a switch activates one channel per block at run time, so the "
-            "model is random at inference."),
-    "defendpp": ("**Defend++ bottleneck reinforcement** (seed 003): the classifier's first blocks are shared "
-                 "with an auto-encoder whose decoder reconstructs multi-scale DCT low-pass versions of the "
-                 "image; the classifier is trained jointly with the reconstruction losses. The decoder is "
-                 "training-time only (saved in `decoder/` for inspection). Deviation from the paper: each scale's "
-                 "reconstruction passes through a BatchNormalization (gamma initialised to 0) that the paper's U/H "
-                 "modules do not have; without it the decoder diverged to NaN under SGD here."),
-    "sap": ("**Stochastic activation pruning** (Dhillon et al. 2018, baseline of seed 004): at inference each "
-            "example's activations are sampled with replacement with probability proportional to their "
-            "magnitude; those never drawn are set to zero and the survivors are scaled up by the inverse of their "
-            "probability of being kept, so the model is random (and unbiased in expectation)."),
-    "dropout": ("**Defensive dropout** (baseline of seed 004): dropout kept active at inference, so the model "
-                "is random."),
-    "noise": ("**Gaussian noise injection** (random self-ensemble, baseline of seed 004): Gaussian noise "
-              "added inside the network at inference, so the model is random."),
-    "at": ("**Adversarial training** (baseline of seeds 000, 003, 004): trained on adversarial examples "
-           "crafted during training."),
-}
+#: One paragraph per defense kind (the names used in registry ``defense`` fields and checkpoint names), in
+#: display order; the texts live in ``data/defenses.json``.
+DEFENSE_TEXTS = json.loads((Path(__file__).resolve().parent / "data" / "defenses.json").read_text(
+    encoding="utf-8"))["texts"]
 #: Other spellings of the kinds above (tokens of names, registry ``defense`` fields, view transforms).
 _DEFENSE_ALIASES = {
     "none": "base", "original": "base", "plain": "base", "hashed": "hash",
