@@ -41,3 +41,10 @@ def test_no_module_imports_a_floor_above_it(floor):
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[floor]):
                 bad.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_no_library_file_exceeds_700_lines():
+    # Short files with one job each: a file that outgrows this mixes jobs (issue 20).
+    long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 700}
+    assert not long, long

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 
 from hardened.reporting import cards
 
@@ -345,12 +346,16 @@ def test_defense_kinds():
     assert cards.defense_key(["hash", "gi3"]) == "hash-gi3"
 
 
-def test_yaml_writer_quotes_what_needs_quoting():
-    yaml = pytest.importorskip("yaml")
-    obj = {"a": ["yes", "C&W ASR (linf 0.3)", "x: y", "-lead", "ℓ∞"], "b": {"c": None, "d": 1.5, "e": True},
-           "f": [], "g": [{"h": 1, "i": [{"j": "k"}]}]}
-    assert yaml.safe_load(cards.to_yaml(obj)) == obj
-    assert re.search(r"^- yes", cards.to_yaml(["yes"]), re.M) is None
+def test_model_index_leaves_out_bounds_of_masked_gradients():
+    # On a model flagged for masking, a threat model attacked only with CE gradients (here BIM-0.1 and a
+    # transfer FGSM) gives no robust-accuracy metric; PGD-margin's at 0.3 stays.
+    folder = cards.default_root() / "cwcnn-prune-la-mnist"
+    if not folder.is_dir():
+        pytest.skip("released card folder not present")
+    meta = ModelCard((folder / "README.md").read_text()).data
+    names = [r.metric_name for r in meta.eval_results if r.metric_type == "robust_accuracy"]
+    assert names == ["Robust accuracy upper bound (linf 0.3; worst: PGD-margin)"]
+    assert cards.CardSections(folder, None, None).masking
 
 
 def test_registry_lookup_by_folder_name(monkeypatch):

@@ -3,13 +3,10 @@
 One place for the formats, so that a rate or an epsilon reads the same
 everywhere: rates as ``"5.3 %"``, 95 % Wilson intervals as ``"[0.9, 24.6]"``,
 eps as ``8/255`` where it is a multiple of 1/255, threat keys
-(``linf:0.3:untargeted``) as ``ℓ∞, ε = 0.3``; Markdown tables; a small
-deterministic YAML dump for the cards' front matter.
+(``linf:0.3:untargeted``) as ``ℓ∞, ε = 0.3``; Markdown tables.
 """
 
-import json
 import math
-import re
 
 from hardened.evaluation.metrics import wilson_interval
 
@@ -81,49 +78,3 @@ def _table(header, rows, align=None):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return lines
-
-
-# --------------------------------------------------------------------------- YAML front matter
-_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_./-]*$")
-_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
-
-
-def _yaml_scalar(v):
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return json.dumps(v)
-    s = str(v)
-    if _PLAIN.match(s) and s.lower() not in _YAML_WORDS:
-        return s
-    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid YAML double-quoted scalar
-
-
-def _yaml_lines(obj, indent=0):
-    pad = " " * indent
-    lines = []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if isinstance(v, (dict, list)) and v:
-                lines.append(f"{pad}{k}:")
-                lines += _yaml_lines(v, indent + (2 if isinstance(v, dict) else 0))
-            elif isinstance(v, (dict, list)):
-                lines.append(f"{pad}{k}: {'{}' if isinstance(v, dict) else '[]'}")
-            else:
-                lines.append(f"{pad}{k}: {_yaml_scalar(v)}")
-    else:
-        for item in obj:
-            if isinstance(item, (dict, list)) and item:
-                sub = _yaml_lines(item, indent + 2)
-                lines.append(f"{pad}- {sub[0].lstrip()}")
-                lines += sub[1:]
-            else:
-                lines.append(f"{pad}- {_yaml_scalar(item)}")
-    return lines
-
-
-def to_yaml(obj):
-    """A small, deterministic YAML dump (block style) of dicts, lists and scalars."""
-    return "\n".join(_yaml_lines(obj)) + "\n"
