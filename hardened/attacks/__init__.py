@@ -36,7 +36,7 @@ from hardened.attacks.jsma import JSMA
 from hardened.attacks.losses import LOSSES
 from hardened.attacks.square import Square, SquareL2
 from hardened.attacks.substitute import Substitute, build_substitute
-from hardened.attacks.zoo import ZOO
+from hardened.attacks.zoo_attack import ZOO
 
 __all__ = [
     "APGD", "APGDT", "ATTACKS", "Attack", "AutoAttack", "BIM", "BPDA", "CarliniWagnerL2", "DDN", "DeepFool", "EAD", "EOT", "FABT", "FGSM",

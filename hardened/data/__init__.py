@@ -7,8 +7,9 @@ from hardened.data.loaders import (
     DATASETS,
     ENV_VAR,
     DatasetInfo,
+    canonical_dataset,
     dataset_info,
     load_dataset,
 )
 
-__all__ = ["DATASETS", "ENV_VAR", "DatasetInfo", "dataset_info", "load_dataset"]
+__all__ = ["DATASETS", "ENV_VAR", "DatasetInfo", "canonical_dataset", "dataset_info", "load_dataset"]

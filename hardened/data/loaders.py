@@ -140,6 +140,24 @@ _ALIASES = {alias: info.name for info in DATASETS.values()
             for alias in (info.name,) + info.aliases}
 
 
+def canonical_dataset(name: str, strict: bool = True) -> Optional[str]:
+    """The canonical dataset name of ``name`` or an alias (``"Fashion-MNIST"`` -> ``"fashion_mnist"``).
+
+    The package's one table of dataset spellings (`DATASETS` and their ``aliases``).
+
+    Args:
+        name: A dataset name or alias, any case.
+        strict: Raise on an unknown name (``False``: return its stripped lower-case spelling).
+
+    Raises:
+        ValueError / TypeError: unknown name (strict) or not a string.
+    """
+    if not strict:
+        key = str(name).strip().lower()
+        return _ALIASES.get(key, key)
+    return _canonical_name(name)
+
+
 def _canonical_name(name: str) -> str:
     """Resolve ``name`` (or an alias) to a key of `DATASETS`.
 

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from hardened._provenance import command_line, git_commit
+from hardened.data import canonical_dataset
 
 from hardened.evaluation import metrics, suites
 
@@ -494,7 +495,7 @@ def _check_same_dataset(model, dataset_name, label):
 
 
 def _norm_ds(name):
-    return str(name).strip().lower().replace("-", "_").replace("cifar_10", "cifar10")
+    return canonical_dataset(name, strict=False)
 
 
 def _resolve_data(data, dataset_name, n, data_dir):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardened.data import canonical_dataset
 from hardened.evaluation import _run, masking, metrics, suites
 from hardened.validation import check_images
 
@@ -311,7 +312,9 @@ def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, 
             attack = _run.make_attack(spec, seed)
             entry["params"] = _run.attack_params(attack, spec.params)
             if spec.transfer:
-                attack = _TransferAttack(attack, transfer_source)
+                from hardened.attacks.transfer import TransferAttack  # attacks load when an evaluation runs
+
+                attack = TransferAttack(attack, transfer_source)
             _fit_substitute(spec, attack, model, x, batch_size)
             res = _run.targeted(attack, model, x, y, pred_clean, n_src, num_classes, batch_size, progress)
             entry["n_images"] = res["n_source_images"]
@@ -321,7 +324,9 @@ def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, 
             attack = _run.make_attack(spec, seed)
             entry["params"] = _run.attack_params(attack, spec.params)
             if spec.transfer:
-                attack = _TransferAttack(attack, transfer_source)
+                from hardened.attacks.transfer import TransferAttack  # attacks load when an evaluation runs
+
+                attack = TransferAttack(attack, transfer_source)
             _fit_substitute(spec, attack, model, x, batch_size)
             res = _run.untargeted(attack, model, xs, ys, ps, batch_size, progress)
             entry["n_images"] = int(cap)
@@ -349,40 +354,6 @@ def _fit_substitute(spec, attack, model, x, batch_size):
     """
     if spec.attack == "substitute" and hasattr(attack, "fit"):
         attack.fit(model, x[: int(attack.params.get("n_seed", 150))], batch_size=max(batch_size, 1))
-
-
-class _TransferAttack:
-    """Grey-box transfer: craft with ``attack`` on the ``source`` model, whatever model ``generate`` is given.
-
-    `_run.untargeted` / `_run.targeted` then score the examples on the
-    evaluated model, so the entry's success rate is the transfer rate. How
-    often the examples fool the source itself is kept as a check that the
-    crafting worked (a transfer rate near 0 means little if it is low there too).
-    """
-
-    gradient_free = True  # no gradient of the evaluated model is used
-
-    def __init__(self, attack, source):
-        self.attack = attack
-        self.source = source
-        self.name = f"transfer({getattr(attack, 'name', attack)})"
-        self.params = getattr(attack, "params", {})
-        self.targeted = getattr(attack, "targeted", False)
-        self._hits = 0
-        self._total = 0
-
-    def generate(self, model, x, y, target=None, batch_size=128, progress=False):
-        x_adv = _run.generate(self.attack, self.source, x, y, target=target, batch_size=batch_size,
-                              progress=progress)
-        pred = metrics.predict_labels(self.source, x_adv, batch_size)
-        hit = pred == np.asarray(target) if target is not None else pred != np.asarray(y).reshape(-1)
-        self._hits += int(np.sum(hit))
-        self._total += int(len(hit))
-        return x_adv
-
-    def source_success_rate(self):
-        """Share of the crafted examples that fool the source model (``None`` if none was crafted)."""
-        return self._hits / self._total if self._total else None
 
 
 def _check_transfer_source(source, input_shape, num_classes):
@@ -431,7 +402,7 @@ def _metadata_dataset(metadata):
 
 def _known_family(dataset_name):
     """The dataset name if it has attack settings, else None (then the input shape decides)."""
-    if dataset_name is not None and str(dataset_name).strip().lower() in suites.FAMILIES:
+    if dataset_name is not None and canonical_dataset(dataset_name, strict=False) in suites.FAMILIES:
         return dataset_name
     return None
 
@@ -484,9 +455,12 @@ def _checkpoint_info(metadata):
     if not metadata:
         return None
     files = metadata.get("files", {}) if isinstance(metadata.get("files"), dict) else {}
-    return {"model_name": metadata.get("model_name"),
+    info = {"model_name": metadata.get("model_name"),
             "weights_sha256": files.get("model.safetensors", {}).get("sha256"),
             "recipe": metadata.get("recipe")}
+    if metadata.get("view"):  # a view's results say which transform, eps and seed made it from its base
+        info["view"] = dict(metadata["view"])
+    return info
 
 
 def package_versions():

@@ -37,6 +37,8 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from hardened.data import canonical_dataset
+
 SUITES = ("seed", "adaptive", "full", "seed002", "seed003")
 
 #: The suites that reproduce one seed paper's protocol (suite name -> what it is).
@@ -45,13 +47,11 @@ PAPER_SUITES = {
     "seed003": "seed 003 (Defend++): FGSM, BIM, C&W, DDN, reported as accuracy under attack",
 }
 
-#: Dataset name (or alias) -> parameter family.
+#: Canonical dataset name (`hardened.data.canonical_dataset`; aliases resolve there) -> parameter family.
 FAMILIES = {
     "mnist": "mnist",
     "fashion_mnist": "mnist",
-    "fashion-mnist": "mnist",
     "cifar10": "cifar10",
-    "cifar-10": "cifar10",
 }
 
 #: Per-family settings. Where each ε comes from is in ``eps_source``.
@@ -201,7 +201,7 @@ def family_for(dataset=None, input_shape=None):
         ``(family, how)`` where ``how`` says where the choice came from.
     """
     if dataset is not None:
-        key = str(dataset).strip().lower()
+        key = canonical_dataset(dataset, strict=False)
         if key in FAMILIES:
             return FAMILIES[key], f"dataset {dataset!r}"
         raise ValueError(

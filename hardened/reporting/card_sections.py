@@ -269,6 +269,11 @@ class CardSections(CardFacts):
                           f"{summ['deepfool_rho']:.4g}" + (f"; paper ρ = {self.paper['rho']:.4g}"
                                                            if self.paper and self.paper.get("rho") is not None
                                                            else "") + ".", ""]
+                if self.paper and self.paper.get("rho") is not None:
+                    lines += ["ρ here is measured on images in [0, 1] with the model's own preprocessing inside "
+                              "it, DeepFool's overshoot 0.02 included; the paper does not state its input scale "
+                              "or normalisation (a [0, 255] or mean-subtracted input changes ‖x‖₂ and so ρ), so "
+                              "compare ρ between the zoo's models, not with the paper's value.", ""]
         if self.paper:
             lines += [f"Paper column: {self.paper.get('source')}"
                       + (f"; paper model: {self.paper['model']}" if self.paper.get("model") else "")
@@ -406,10 +411,13 @@ class CardSections(CardFacts):
             except ValueError:
                 continue
             ran = {e.get("name") for e in r.get("attacks", [])}
-            missing = [sp.name for sp in specs if sp.suite == suite and sp.name not in ran]
+            # A spec that could not run on this model anyway (EOT on a deterministic one) is not "left out".
+            missing = [sp.name for sp in specs if sp.suite == suite and sp.name not in ran and not sp.skip_reason]
             if missing:
-                lines += [f"**Not run in this evaluation** (left out with `--only` for time on this CPU; "
-                          f"nothing is claimed about them): {', '.join(missing)}"
+                only = r.get("only")
+                only = ",".join(only) if isinstance(only, (list, tuple)) else only
+                lines += [f"**Not run in this evaluation** (not in the run's selection `--only {only}`; nothing "
+                          f"is claimed about them): {', '.join(missing)}"
                           + (f" (`{fname}`)" if self.multi else "") + ".", ""]
         return lines
 

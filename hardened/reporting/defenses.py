@@ -4,6 +4,8 @@ import json
 import re
 from pathlib import Path
 
+from hardened.data import canonical_dataset
+
 #: Dataset key -> (display name, Hugging Face dataset id).
 DATASETS = {
     "mnist": ("MNIST", "ylecun/mnist"),
@@ -12,7 +14,6 @@ DATASETS = {
 }
 #: The standard linf budget per dataset family, the one cards headline (RobustBench / Madry et al.).
 STANDARD_LINF = {"mnist": 0.3, "fashion_mnist": 0.3, "cifar10": 8 / 255}
-_DATASET_ALIASES = {"fashion-mnist": "fashion_mnist", "cifar-10": "cifar10"}
 
 JPEG_CAVEAT = ("Evaluated and trained on a JPEG re-encoding of CIFAR-10 (the lossless original was not "
                "available); accuracies are not directly comparable to the original test set.")
@@ -37,7 +38,7 @@ def _dataset_key(name):
     if not isinstance(name, str) or not name:
         return None
     key = name.strip().lower()
-    return _DATASET_ALIASES.get(key, key)
+    return canonical_dataset(key, strict=False)
 
 
 def _kind(token):
