@@ -52,24 +52,6 @@ REGISTRY = {
         "aliases": ["base-mnist"], "arch": "seed_cnn7", "defense": "none", "dataset": "mnist",
         "summary": "Undefended 7-layer CNN (seed 000), the base of the MNIST hash/GI releases.",
     },
-    "cnn7-gi1-mnist": {
-        "base": "cnn7-mnist", "view": {"transform": "gi1", "eps": 0.1, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-gi1-mnist", "aliases": ["gi1-mnist"],
-        "arch": "seed_cnn7", "defense": "gi1", "dataset": "mnist",
-        "summary": "GI1 view (w + 0.1 sign w on the last three layers) of cnn7-mnist.",
-    },
-    "cnn7-gi2-mnist": {
-        "base": "cnn7-mnist", "view": {"transform": "gi2", "eps": 3.0, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-gi2-mnist", "aliases": ["gi2-mnist"],
-        "arch": "seed_cnn7", "defense": "gi2", "dataset": "mnist",
-        "summary": "GI2 view ((1 + 3) w on the last three layers) of cnn7-mnist.",
-    },
-    "cnn7-gi3-mnist": {
-        "base": "cnn7-mnist", "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-gi3-mnist", "aliases": ["gi3-mnist"],
-        "arch": "seed_cnn7", "defense": "gi3", "dataset": "mnist",
-        "summary": "GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0) of cnn7-mnist.",
-    },
     "cnn7-hash-mnist": {
         "repo_id": "hardened-zoo/cnn7-hash-mnist", "revision": None,
         "sha256": "0f08343ed7b6b1f38e1f8b17368d884500988ee501bd4e2fb194bd87b154b0b4",
@@ -77,24 +59,6 @@ REGISTRY = {
         "aliases": ["hash-mnist"], "arch": "seed_cnn7", "defense": "hash", "dataset": "mnist",
         "summary": "Defensive hash classifier (seed 000): fc2 and logits HashedDense at 1/4096 and 1/128, "
                    "transferred from cnn7-mnist and retrained 3 epochs.",
-    },
-    "cnn7-hash-gi1-mnist": {
-        "base": "cnn7-hash-mnist", "view": {"transform": "gi1", "eps": 0.1, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-hash-gi1-mnist", "aliases": ["hash-gi1-mnist"],
-        "arch": "seed_cnn7", "defense": "hash-gi1", "dataset": "mnist",
-        "summary": "Hash classifier + GI1 view (w + 0.1 sign w) of cnn7-hash-mnist.",
-    },
-    "cnn7-hash-gi2-mnist": {
-        "base": "cnn7-hash-mnist", "view": {"transform": "gi2", "eps": 3.0, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-hash-gi2-mnist", "aliases": ["hash-gi2-mnist"],
-        "arch": "seed_cnn7", "defense": "hash-gi2", "dataset": "mnist",
-        "summary": "Hash classifier + GI2 view ((1 + 3) w) of cnn7-hash-mnist.",
-    },
-    "cnn7-hash-gi3-mnist": {
-        "base": "cnn7-hash-mnist", "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-hash-gi3-mnist", "aliases": ["hash-gi3-mnist"],
-        "arch": "seed_cnn7", "defense": "hash-gi3", "dataset": "mnist",
-        "summary": "Hash classifier + GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0) of cnn7-hash-mnist.",
     },
     # ---- CIFAR-10, fastcnn (airbench-style body, seed 000's FC256-FC256-logits head) ------------
     "fastcnn-cifar10": {
@@ -104,24 +68,6 @@ REGISTRY = {
         "aliases": ["base-cifar10"], "arch": "fastcnn", "defense": "none", "dataset": "cifar10",
         "summary": "Undefended airbench-style CNN, 10 epochs on the JPEG re-encoded CIFAR-10 copy.",
     },
-    "fastcnn-gi1-cifar10": {
-        "base": "fastcnn-cifar10", "view": {"transform": "gi1", "eps": 0.3, "seed": 0},
-        "repo_id": "hardened-zoo/fastcnn-gi1-cifar10", "aliases": ["gi1-cifar10"],
-        "arch": "fastcnn", "defense": "gi1", "dataset": "cifar10",
-        "summary": "GI1 view (w + 0.3 sign w) of fastcnn-cifar10.",
-    },
-    "fastcnn-gi2-cifar10": {
-        "base": "fastcnn-cifar10", "view": {"transform": "gi2", "eps": 5.0, "seed": 0},
-        "repo_id": "hardened-zoo/fastcnn-gi2-cifar10", "aliases": ["gi2-cifar10"],
-        "arch": "fastcnn", "defense": "gi2", "dataset": "cifar10",
-        "summary": "GI2 view ((1 + 5) w) of fastcnn-cifar10.",
-    },
-    "fastcnn-gi3-cifar10": {
-        "base": "fastcnn-cifar10", "view": {"transform": "gi3", "eps": 0.6, "seed": 0},
-        "repo_id": "hardened-zoo/fastcnn-gi3-cifar10", "aliases": ["gi3-cifar10"],
-        "arch": "fastcnn", "defense": "gi3", "dataset": "cifar10",
-        "summary": "GI3 view (w + 0.6 U(0,1) sign w, drawn once, seed 0) of fastcnn-cifar10.",
-    },
     "fastcnn-hash-cifar10": {
         "repo_id": "hardened-zoo/fastcnn-hash-cifar10", "revision": None,
         "sha256": "d51483a63ce51fa7d98eefa5dc6d4f497abe71c28ab4e59ff3230cc94cb94ec1",
@@ -129,24 +75,6 @@ REGISTRY = {
         "aliases": ["hash-cifar10"], "arch": "fastcnn", "defense": "hash", "dataset": "cifar10",
         "summary": "Defensive hash classifier (seed 000): fc2 and logits HashedDense at 1/65536 and 1/2048, "
                    "transferred from fastcnn-cifar10 and retrained 3 epochs.",
-    },
-    "fastcnn-hash-gi1-cifar10": {
-        "base": "fastcnn-hash-cifar10", "view": {"transform": "gi1", "eps": 0.3, "seed": 0},
-        "repo_id": "hardened-zoo/fastcnn-hash-gi1-cifar10", "aliases": ["hash-gi1-cifar10"],
-        "arch": "fastcnn", "defense": "hash-gi1", "dataset": "cifar10",
-        "summary": "Hash classifier + GI1 view (w + 0.3 sign w) of fastcnn-hash-cifar10.",
-    },
-    "fastcnn-hash-gi2-cifar10": {
-        "base": "fastcnn-hash-cifar10", "view": {"transform": "gi2", "eps": 5.0, "seed": 0},
-        "repo_id": "hardened-zoo/fastcnn-hash-gi2-cifar10", "aliases": ["hash-gi2-cifar10"],
-        "arch": "fastcnn", "defense": "hash-gi2", "dataset": "cifar10",
-        "summary": "Hash classifier + GI2 view ((1 + 5) w) of fastcnn-hash-cifar10.",
-    },
-    "fastcnn-hash-gi3-cifar10": {
-        "base": "fastcnn-hash-cifar10", "view": {"transform": "gi3", "eps": 0.6, "seed": 0},
-        "repo_id": "hardened-zoo/fastcnn-hash-gi3-cifar10", "aliases": ["hash-gi3-cifar10"],
-        "arch": "fastcnn", "defense": "hash-gi3", "dataset": "cifar10",
-        "summary": "Hash classifier + GI3 view (w + 0.6 U(0,1) sign w, drawn once, seed 0) of fastcnn-hash-cifar10.",
     },
     # ---- Fashion-MNIST, seed 000's 7-layer CNN (GI epsilons: MNIST's; seed 000 gives none for it) ----
     "cnn7-fashion-mnist": {
@@ -156,24 +84,6 @@ REGISTRY = {
         "aliases": ["base-fashion-mnist"], "arch": "seed_cnn7", "defense": "none", "dataset": "fashion_mnist",
         "summary": "Undefended 7-layer CNN (seed 000), the base of the Fashion-MNIST hash/GI releases.",
     },
-    "cnn7-gi1-fashion-mnist": {
-        "base": "cnn7-fashion-mnist", "view": {"transform": "gi1", "eps": 0.1, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-gi1-fashion-mnist", "aliases": ["gi1-fashion-mnist"],
-        "arch": "seed_cnn7", "defense": "gi1", "dataset": "fashion_mnist",
-        "summary": "GI1 view (w + 0.1 sign w, MNIST's epsilon) of cnn7-fashion-mnist.",
-    },
-    "cnn7-gi2-fashion-mnist": {
-        "base": "cnn7-fashion-mnist", "view": {"transform": "gi2", "eps": 3.0, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-gi2-fashion-mnist", "aliases": ["gi2-fashion-mnist"],
-        "arch": "seed_cnn7", "defense": "gi2", "dataset": "fashion_mnist",
-        "summary": "GI2 view ((1 + 3) w, MNIST's epsilon) of cnn7-fashion-mnist.",
-    },
-    "cnn7-gi3-fashion-mnist": {
-        "base": "cnn7-fashion-mnist", "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-gi3-fashion-mnist", "aliases": ["gi3-fashion-mnist"],
-        "arch": "seed_cnn7", "defense": "gi3", "dataset": "fashion_mnist",
-        "summary": "GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0, MNIST's epsilon) of cnn7-fashion-mnist.",
-    },
     "cnn7-hash-fashion-mnist": {
         "repo_id": "hardened-zoo/cnn7-hash-fashion-mnist", "revision": None,
         "sha256": "7a13a46570603f6322566c379c247da85fa2f24988b5d8d26325a08b2d509b51",
@@ -181,24 +91,6 @@ REGISTRY = {
         "aliases": ["hash-fashion-mnist"], "arch": "seed_cnn7", "defense": "hash", "dataset": "fashion_mnist",
         "summary": "Defensive hash classifier (seed 000): fc2 and logits HashedDense at 1/4096 and 1/128, "
                    "transferred from cnn7-fashion-mnist and retrained 3 epochs.",
-    },
-    "cnn7-hash-gi1-fashion-mnist": {
-        "base": "cnn7-hash-fashion-mnist", "view": {"transform": "gi1", "eps": 0.1, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-hash-gi1-fashion-mnist", "aliases": ["hash-gi1-fashion-mnist"],
-        "arch": "seed_cnn7", "defense": "hash-gi1", "dataset": "fashion_mnist",
-        "summary": "Hash classifier + GI1 view (w + 0.1 sign w, MNIST's epsilon) of cnn7-hash-fashion-mnist.",
-    },
-    "cnn7-hash-gi2-fashion-mnist": {
-        "base": "cnn7-hash-fashion-mnist", "view": {"transform": "gi2", "eps": 3.0, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-hash-gi2-fashion-mnist", "aliases": ["hash-gi2-fashion-mnist"],
-        "arch": "seed_cnn7", "defense": "hash-gi2", "dataset": "fashion_mnist",
-        "summary": "Hash classifier + GI2 view ((1 + 3) w, MNIST's epsilon) of cnn7-hash-fashion-mnist.",
-    },
-    "cnn7-hash-gi3-fashion-mnist": {
-        "base": "cnn7-hash-fashion-mnist", "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
-        "repo_id": "hardened-zoo/cnn7-hash-gi3-fashion-mnist", "aliases": ["hash-gi3-fashion-mnist"],
-        "arch": "seed_cnn7", "defense": "hash-gi3", "dataset": "fashion_mnist",
-        "summary": "Hash classifier + GI3 view (w + 0.2 U(0,1) sign w, drawn once, seed 0, MNIST's epsilon) of cnn7-hash-fashion-mnist.",
     },
     # ---- MNIST, Carlini & Wagner's 4-conv + 3-FC net (seeds 002 and 004) ---------------------
     "cwcnn-mnist": {
@@ -354,6 +246,57 @@ REGISTRY = {
                    "passes) vs cwcnn-cifar10's 83.53 %: 1.38 points, over seed 004's 1-point budget.",
     },
 }
+
+
+#: What each GI transform does to a weight, for the generated summaries.
+_GI_TEXT = {"gi1": "w + {eps:g} sign w", "gi2": "(1 + {eps:g}) w", "gi3": "w + {eps:g} U(0,1) sign w"}
+
+
+def gi_views(base, eps, note=""):
+    """The GI1/GI2/GI3 view entries of a registered checkpoint, as timm's ``generate_default_cfgs``.
+
+    ``cnn7-hash-mnist`` gives ``cnn7-hash-gi1-mnist`` .. ``cnn7-hash-gi3-mnist`` (aliases
+    ``hash-gi1-mnist`` ..., defense ``hash-gi1`` ...): the base's name with the GI token added to its
+    defense, the base's architecture and dataset, seed 000's epsilons ``eps = {"gi1": .., "gi2": .., "gi3": ..}``.
+
+    Args:
+        base: The base's canonical name (``arch[-defense]-dataset``, already in `REGISTRY`).
+        eps: Epsilon per transform.
+        note: Added to every summary (e.g. where the epsilons come from).
+    """
+    entry = REGISTRY[base]
+    arch_token = base.split("-")[0]
+    dataset_slug = base[len(base) - len(entry["dataset"].replace("_", "-")):]
+    defense = "" if entry["defense"] == "none" else entry["defense"]
+    views = {}
+    for kind in ("gi1", "gi2", "gi3"):
+        full = f"{defense}-{kind}" if defense else kind
+        name = f"{arch_token}-{full}-{dataset_slug}"
+        what = ("Hash classifier + " if defense == "hash" else "") + f"{kind.upper()} view"
+        views[name] = {
+            "base": base, "view": {"transform": kind, "eps": float(eps[kind]), "seed": 0},
+            "repo_id": f"{HUB_ORG}/{name}", "aliases": [f"{full}-{dataset_slug}"],
+            "arch": entry["arch"], "defense": full, "dataset": entry["dataset"],
+            "summary": f"{what} ({_GI_TEXT[kind].format(eps=eps[kind])} on the last three layers"
+                       + (", U drawn once with seed 0" if kind == "gi3" else "") + f"{note}) of {base}.",
+        }
+    return views
+
+
+_SEED000_GI_EPS = {"mnist": {"gi1": 0.1, "gi2": 3.0, "gi3": 0.2}, "cifar10": {"gi1": 0.3, "gi2": 5.0, "gi3": 0.6}}
+for _base, _eps, _note in (("cnn7-mnist", _SEED000_GI_EPS["mnist"], ""),
+                           ("cnn7-hash-mnist", _SEED000_GI_EPS["mnist"], ""),
+                           ("fastcnn-cifar10", _SEED000_GI_EPS["cifar10"], ""),
+                           ("fastcnn-hash-cifar10", _SEED000_GI_EPS["cifar10"], ""),
+                           # seed 000 gives no Fashion-MNIST epsilons: MNIST's
+                           ("cnn7-fashion-mnist", _SEED000_GI_EPS["mnist"], ", MNIST's epsilon"),
+                           ("cnn7-hash-fashion-mnist", _SEED000_GI_EPS["mnist"], ", MNIST's epsilon")):
+    _views = gi_views(_base, _eps, _note)
+    # Each base's views right after it (the order `hardened list` prints).
+    _items = list(REGISTRY.items())
+    _at = [n for n, _ in _items].index(_base) + 1
+    REGISTRY.clear()
+    REGISTRY.update(_items[:_at] + list(_views.items()) + _items[_at:])
 
 VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation", "sap")
 # Optional keys of a view spec besides "transform" and "eps".
