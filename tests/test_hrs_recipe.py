@@ -294,7 +294,7 @@ OUR_RECIPES = [n for n in presets.RECIPES if n.startswith(("hrs", "cwcnn-sap", "
 def test_seed004_recipes_are_valid():
     assert {"hrs10x10-mnist", "hrs10x10-cifar10", "cwcnn-sap-cifar10", "cwcnn-dropout0.7-cifar10",
             "cwcnn-noise0.2-mnist", "cwcnn-advtrain-mnist", "cwcnn-advtrain-cifar10"} <= set(OUR_RECIPES)
-    from hardened.recipes.run import _FIT_KEYS
+    from hardened.recipes.train import FIT_KEYS as _FIT_KEYS
 
     for name in OUR_RECIPES:
         recipe = presets.RECIPES[name]

@@ -61,3 +61,30 @@ def test_recipe_validates_and_builds(name):
         model = build_model(recipe["builder"], **recipe["kwargs"])
         assert tuple(model.input_shape[1:]) == tuple(info.input_shape), (name, model.input_shape, info.input_shape)
         assert model.output_shape[-1] == info.num_classes
+
+
+def test_fit_settings_are_fit_models_defaults():
+    # One declaration of the training settings: FitSettings' defaults are fit_model's keyword defaults.
+    import inspect
+
+    from hardened.recipes.train import FIT_DEFAULTS, FIT_KEYS, check_fit_keys, fit_model
+
+    params = inspect.signature(fit_model).parameters
+    assert set(FIT_KEYS) <= set(params)
+    assert {k: params[k].default for k in FIT_DEFAULTS} == FIT_DEFAULTS
+    with pytest.raises(TypeError, match="lrr"):
+        check_fit_keys({"lrr": 0.1})
+    check_fit_keys({"rounds": 3}, extra=("rounds",))
+    for name, recipe in presets.RECIPES.items():
+        check_fit_keys(recipe.get("fit", {}), f"fit keys of {name}")
+
+
+def test_recipe_names_are_release_names():
+    # One name per thing: hyphenated like the registry; the old underscore spelling still resolves, with a warning.
+    from hardened.recipes.run import get_recipe
+
+    assert not [name for name in RECIPES if "_" in name]
+    released = [name for name in RECIPES if name in registry.REGISTRY]
+    assert "cnn7-fashion-mnist" in released and "cnn7-hash-fashion-mnist" in released
+    with pytest.warns(DeprecationWarning, match="cnn7-fashion-mnist"):
+        assert get_recipe("cnn7-fashion_mnist") == presets.RECIPES["cnn7-fashion-mnist"]

@@ -39,9 +39,11 @@ from hardened.attacks.losses import get_loss
 from hardened.models import build_model
 from hardened.recipes.hrs import STATE_NAME, _atomic_write, _load_state
 from hardened.recipes.train import (
+    FIT_DEFAULTS,
     ArrayBatches,
     WarmupLinearDecay,
     build_in_policy,
+    check_fit_keys,
     checkpoint_metadata,
     float32_copy,
     load_split,
@@ -59,10 +61,6 @@ WEIGHTS_NAME = "last_epoch.weights.h5"
 #: Default monitor: PGD-20 on the first 500 test images after every epoch. It catches FGSM
 #: training's "catastrophic overfitting" (PGD accuracy collapsing while FGSM accuracy rises).
 DEFAULT_MONITOR = {"n": 500, "steps": 20}
-_FIT_DEFAULTS = {"batch_size": 128, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True,
-                 "weight_decay": 5e-4, "label_smoothing": 0.0, "warmup_epochs": 1.0, "augment": None, "pad": 2,
-                 "no_decay_layers": ()}
-
 
 def attack_settings(recipe):
     """The recipe's adversary, validated and with defaults resolved.
@@ -160,7 +158,7 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
     Returns:
         The output folder as a `Path`.
     """
-    from hardened.recipes.run import _FIT_KEYS, DEFAULT_ROOT
+    from hardened.recipes.run import DEFAULT_ROOT
 
     started_from = provenance()
     started = time.perf_counter()
@@ -172,10 +170,8 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
     adv = attack_settings(recipe)
     overrides = {k: v for k, v in (fit_overrides or {}).items() if v is not None}
     for label, options in (("fit", recipe.get("fit", {})), ("training options", overrides)):
-        unknown = set(options) - set(_FIT_KEYS)
-        if unknown:
-            raise TypeError(f"Unknown {label} keys {sorted(unknown)}; accepted: {sorted(_FIT_KEYS)}.")
-    fit = {**_FIT_DEFAULTS, **recipe.get("fit", {}), **overrides}
+        check_fit_keys(options, f"{label} keys")
+    fit = {**FIT_DEFAULTS, **recipe.get("fit", {}), **overrides}
     if "epochs" not in fit:
         raise ValueError(f"Recipe {name!r}: fit needs 'epochs'.")
     if fit["label_smoothing"]:

@@ -63,11 +63,21 @@ import numpy as np
 from hardened.layers.defendpp import dct_lowpass_targets
 from hardened.models import build_model, get_builder
 from hardened.models.defendpp import (  # noqa: F401  (re-exported: the recipe's API)
-    MIN_SIZE, Defendpp, build_defendpp, encoder_features, reconstruct, recon_key, scale_sizes)
+    MIN_SIZE,
+    Defendpp,
+    build_defendpp,
+    encoder_features,
+    recon_key,
+    reconstruct,
+    scale_sizes,
+)
 from hardened.recipes.train import (
+    FIT_DEFAULTS,
+    FIT_KEYS,
     ArrayBatches,
     WarmupLinearDecay,
     build_in_policy,
+    check_fit_keys,
     checkpoint_metadata,
     load_split,
     plot_training_curve,
@@ -83,12 +93,6 @@ from hardened.zoo.checkpoint import save_pretrained
 DEFAULTS = {"decoder": True, "lambda": 0.01, "encoder_blocks": 4, "shared_blocks": 4, "warmup": None,
             "warmup_cycles": 2, "warmup_phase_epochs": 1}
 WARMUPS = (None, "alternate")
-#: `fit` keys a defendpp recipe accepts (those of `hardened.recipes.train.fit_model`).
-FIT_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
-            "warmup_epochs", "augment", "pad", "no_decay_layers")
-FIT_DEFAULTS = {"batch_size": 128, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True,
-                "weight_decay": 5e-4, "label_smoothing": 0.0, "warmup_epochs": 1.0, "augment": None, "pad": 2,
-                "no_decay_layers": ()}
 DECODER_DIR = "decoder"
 
 
@@ -447,9 +451,7 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
     if base_dir is not None:
         raise ValueError(f"Recipe {name!r} (defendpp) trains from scratch; it takes no base checkpoint (got "
                          f"base_dir={base_dir!r}).")
-    unknown = sorted(set(fit_overrides or {}) - set(FIT_KEYS))
-    if unknown:
-        raise TypeError(f"Unknown training options {unknown}; accepted: {sorted(FIT_KEYS)}.")
+    check_fit_keys(fit_overrides or {})
     fit.update({k: v for k, v in (fit_overrides or {}).items() if v is not None})
     _check_fit(fit)
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / name

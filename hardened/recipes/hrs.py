@@ -76,7 +76,8 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
     Returns:
         The output folder as a `Path`.
     """
-    from hardened.recipes.run import _FIT_KEYS, DEFAULT_ROOT
+    from hardened.recipes.run import DEFAULT_ROOT
+    from hardened.recipes.train import FIT_KEYS
 
     started_from = provenance()
     started = time.perf_counter()
@@ -87,7 +88,7 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
         raise ValueError(f"Recipe {name!r}: kind 'hrs' needs builder 'hrs_cnn', got {recipe.get('builder')!r}.")
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / name
     work_dir = Path(work_dir) if work_dir is not None else out_dir / "_hrs"
-    fit1, fit2 = _block_fits(recipe, fit_overrides or {}, _FIT_KEYS)
+    fit1, fit2 = _block_fits(recipe, fit_overrides or {}, FIT_KEYS)
     kwargs = dict(recipe["kwargs"])
     policy = resolve_precision(precision)
     seed = int(seed)

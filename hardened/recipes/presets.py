@@ -41,7 +41,7 @@ def _hash(base, dataset, lr_scale=0.5):
 RECIPES = {
     "cnn7-mnist": {"kind": "base", "builder": "seed_cnn7", "dataset": "mnist",
                    "kwargs": {"input_shape": [28, 28, 1], **MNIST_NORM}, "fit": _CNN7_MNIST_FIT},
-    "cnn7-fashion_mnist": {"kind": "base", "builder": "seed_cnn7", "dataset": "fashion_mnist",
+    "cnn7-fashion-mnist": {"kind": "base", "builder": "seed_cnn7", "dataset": "fashion_mnist",
                            "kwargs": {"input_shape": [28, 28, 1], **FASHION_NORM},
                            "fit": _CNN7_MNIST_FIT},
     "cnn7-cifar10": {"kind": "base", "builder": "seed_cnn7", "dataset": "cifar10",
@@ -51,7 +51,7 @@ RECIPES = {
 }
 RECIPES.update({
     "cnn7-hash-mnist": _hash("cnn7-mnist", "mnist"),
-    "cnn7-hash-fashion_mnist": _hash("cnn7-fashion_mnist", "fashion_mnist"),
+    "cnn7-hash-fashion-mnist": _hash("cnn7-fashion-mnist", "fashion_mnist"),
     "cnn7-hash-cifar10": _hash("cnn7-cifar10", "cifar10"),
     "fastcnn-hash-cifar10": _hash("fastcnn-cifar10", "cifar10", lr_scale=0.25),
 })

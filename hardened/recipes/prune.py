@@ -34,10 +34,12 @@ import keras
 import numpy as np
 
 from hardened.layers.gi import logits_augmentation
-from hardened.layers.pruning import PrunableDense, iterative_pruning, sparsity_report
+from hardened.layers.pruning import iterative_pruning, sparsity_report
 from hardened.models import build_model
 from hardened.recipes.train import (
+    FIT_KEYS,
     build_in_policy,
+    check_fit_keys,
     checkpoint_metadata,
     fit_model,
     float32_copy,
@@ -55,9 +57,6 @@ CURVE_NAME = "prune_curve.png"
 
 #: Recipe keys of a prune recipe and their defaults (seed 002's schedule).
 PRUNE_DEFAULTS = {"rounds": 20, "dense_fraction": 0.1, "conv_fraction": 0.05}
-# Keys of `fit_model` a recipe or an override may set (as `hardened.recipes.run`), plus ``rounds``.
-_FIT_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
-             "warmup_epochs", "augment", "pad", "no_decay_layers")
 # What a saved round state must agree on with the current call to be resumed.
 _RESUME_KEYS = ("base_weights_sha256", "dense_fraction", "conv_fraction", "seed", "n_train", "n_eval")
 
@@ -187,12 +186,9 @@ def _resolve_settings(name, recipe, overrides):
     if missing:
         raise ValueError(f"Prune recipe {name!r} lacks {missing}; it needs base (a base recipe name), dataset and "
                          f"fit (per-round fit_model settings).")
-    unknown = set(overrides) - set(_FIT_KEYS) - {"rounds"}
-    if unknown:
-        raise TypeError(f"Unknown training options {sorted(unknown)} for prune recipe {name!r}; accepted: "
-                        f"{sorted(_FIT_KEYS) + ['rounds']}.")
+    check_fit_keys(overrides, f"training options for prune recipe {name!r}", extra=("rounds",))
     fit = dict(recipe["fit"])
-    fit.update({k: v for k, v in overrides.items() if k in _FIT_KEYS and v is not None})
+    fit.update({k: v for k, v in overrides.items() if k in FIT_KEYS and v is not None})
     schedule = {k: recipe.get(k, v) for k, v in PRUNE_DEFAULTS.items()}
     if overrides.get("rounds") is not None:
         schedule["rounds"] = overrides["rounds"]

@@ -22,6 +22,7 @@ from hardened.models import build_model
 from hardened.recipes import presets
 from hardened.recipes.train import (
     build_in_policy,
+    check_fit_keys,
     checkpoint_metadata,
     fit_model,
     float32_copy,
@@ -52,7 +53,18 @@ def list_recipes():
 
 
 def get_recipe(name):
-    """A deep copy of recipe ``name`` (ValueError with suggestions if unknown)."""
+    """A deep copy of recipe ``name`` (ValueError with suggestions if unknown).
+
+    Recipe names equal the release names (hyphenated); the old ``..._mnist`` spellings
+    (``cnn7-fashion_mnist``) are accepted with a DeprecationWarning.
+    """
+    if name not in presets.RECIPES and str(name).replace("_", "-") in presets.RECIPES:
+        import warnings
+
+        new = str(name).replace("_", "-")
+        warnings.warn(f"Recipe {name!r} is now called {new!r} (its release name); the old name will be removed.",
+                      DeprecationWarning, stacklevel=2)
+        name = new
     if name not in presets.RECIPES:
         import difflib
 
@@ -101,9 +113,7 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
     started_from = provenance()  # before training: the code that ran, not the tree at the end
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / name
     fit = dict(recipe["fit"])
-    unknown = set(fit_overrides) - set(_FIT_KEYS)
-    if unknown:
-        raise TypeError(f"Unknown training options {sorted(unknown)}; accepted: {sorted(_FIT_KEYS)}.")
+    check_fit_keys(fit_overrides)
     fit.update({k: v for k, v in fit_overrides.items() if v is not None})
     policy = resolve_precision(precision)
     keras.utils.set_random_seed(int(seed))
@@ -177,8 +187,6 @@ def _builder(recipe, base, base_dir):
     return (lambda: build_model(builder, **kwargs)), builder, kwargs
 
 
-_FIT_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
-             "warmup_epochs", "augment", "pad", "no_decay_layers")
 
 
 def copy_weights_by_name(source, target):

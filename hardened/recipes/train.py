@@ -13,6 +13,7 @@ saved, so checkpoints never record a bf16 policy.
 """
 
 import csv
+import dataclasses
 import math
 import os
 import platform
@@ -324,6 +325,41 @@ def checkpoint_metadata(out_dir, name, recipe, *, fit, builder, kwargs, training
     if clash:
         raise ValueError(f"checkpoint_metadata: extra entries {clash} would replace common ones.")
     return {**head, **extra, **tail}
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """The `fit_model` settings a recipe's ``fit`` block or a command-line override may set, with its defaults.
+
+    Declared once: `FIT_KEYS` and `FIT_DEFAULTS` are read off it, every recipe runner checks its options
+    with `check_fit_keys`, and a test checks the defaults against `fit_model`'s signature.
+    """
+
+    epochs: int = None
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 1.0
+    augment: str = None
+    pad: int = 2
+    no_decay_layers: tuple = ()
+
+
+#: Keys of `FitSettings`, in order.
+FIT_KEYS = tuple(f.name for f in dataclasses.fields(FitSettings))
+#: `fit_model`'s defaults (every key but ``epochs``, which a recipe must give).
+FIT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FitSettings) if f.name != "epochs"}
+
+
+def check_fit_keys(options, label="training options", extra=()):
+    """Raise TypeError naming the keys of ``options`` that are neither `FIT_KEYS` nor ``extra``."""
+    unknown = set(options) - set(FIT_KEYS) - set(extra)
+    if unknown:
+        raise TypeError(f"Unknown {label} {sorted(unknown)}; accepted: {sorted(set(FIT_KEYS) | set(extra))}.")
 
 
 def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9,
