@@ -9,7 +9,9 @@ Usage::
    random weights, identical on every backend): images/s, ours against
    torchattacks on torch, and the ratio of our time to ``steps`` x one raw
    forward+backward pass of the same batch (the floor any PGD pays).
-2. Per (image, target) pair, on seed 000's 7-layer CNN at the MNIST
+2. AutoAttack (standard, linf 0.3, the reference's settings) on a bundled adversarially trained model:
+   seconds per image, ours against torchattacks' components on the same torch model (``--aa-images``).
+3. Per (image, target) pair, on seed 000's 7-layer CNN at the MNIST
    (28x28x1) and CIFAR-10 (32x32x3) shapes: C&W-L2, EAD, JSMA-F and JSMA-Z
    with the seed suite's settings except the iteration count (``--pair-steps``
    for C&W / EAD, JSMA's gamma chosen for about as many iterations): the cost
@@ -50,6 +52,10 @@ def parse_args(argv=None):
     parser.add_argument("--pair-batch", type=int, default=32, help="(image, target) pairs attacked together")
     parser.add_argument("--pair-steps", type=int, default=20, help="C&W / EAD iterations timed (one c)")
     parser.add_argument("--no-pairs", action="store_true", help="PGD only")
+    parser.add_argument("--aa-images", type=int, default=32,
+                        help="images of the AutoAttack comparison on torch (0: skip it)")
+    parser.add_argument("--aa-model", default="cwcnn-advtrain-mnist",
+                        help="bundled zoo model of the AutoAttack comparison (robust, so every component runs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -206,6 +212,58 @@ def print_pairs(backend, rows, args):
               f"{r['floor']:>14}{r['ratio_to_floor']:>7.2f}x{r['suite_iters']:>12}{r['suite_s_per_pair']:>14.2f}")
 
 
+def autoattack_vs_torchattacks(args):
+    """Seconds per image of our AutoAttack (standard, linf 0.3) and of torchattacks' on the same torch model.
+
+    The referee is torchattacks' MultiAttack of the same four components at the reference settings (APGD-CE,
+    APGD-T and FAB-T with 100 iterations and 9 targets, Square with 5000 queries and p_init 0.8), as in
+    tests/test_autoattack_reference.py: ``torchattacks.AutoAttack`` itself runs its components at 10
+    iterations. On an adversarially trained model most images survive APGD, so every component runs.
+    One timed call each (interleaved, after no warm-up: a call takes minutes, compilation is negligible).
+    """
+    import warnings
+
+    import numpy as np
+    import torch
+
+    try:
+        import torchattacks
+    except ImportError:
+        return None
+    import hardened
+    from hardened.attacks import get_attack
+    from hardened.data import load_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Hub fallback warning: the bundled copy is used offline
+        model = hardened.from_pretrained(args.aa_model)
+    _, (x, y) = load_dataset("mnist")
+    x, y = x[:args.aa_images].astype("float32"), y[:args.aa_images].astype("int64")
+
+    class NCHW(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, v):
+            return self.inner(v.permute(0, 2, 3, 1), training=False)
+
+    net = NCHW(model).eval()
+    common = {"eps": 0.3, "norm": "Linf", "seed": 0}
+    referee = torchattacks.MultiAttack([
+        torchattacks.APGD(net, loss="ce", steps=100, n_restarts=1, **common),
+        torchattacks.APGDT(net, steps=100, n_restarts=1, n_classes=10, **common),
+        torchattacks.FAB(net, steps=100, n_restarts=1, multi_targeted=True, n_classes=10, **common),
+        torchattacks.Square(net, n_queries=5000, n_restarts=1, p_init=0.8, **common),
+    ])
+    xt, yt = torch.tensor(np.transpose(x, (0, 3, 1, 2))), torch.tensor(y)
+    ours = get_attack("autoattack", eps=0.3, norm="linf", version="standard")
+    t_ours, t_theirs = (min(t) for t in _timing.interleaved(
+        [lambda: ours.generate(model, x, y, batch_size=len(x)), lambda: referee(xt, yt)], 1, warmup=0))
+    return {"model": args.aa_model, "n": len(x), "ours_s_per_image": t_ours / len(x),
+            "torchattacks_s_per_image": t_theirs / len(x)}
+
+
 def subprocess_worker(backend, args):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--batch", str(args.batch), "--steps",
@@ -262,6 +320,14 @@ def main(argv=None):
             continue
         print(f"  {backend:10s} ours          {res['images_per_s']:8.1f} images/s  ({res['pgd_s']:.3f} s/batch)"
               f"  ours / floor ({res['floor_s']:.3f} s): {res['ratio_to_floor']:.2f}x")
+    if args.aa_images > 0:
+        aa = autoattack_vs_torchattacks(args)
+        if aa is None:
+            print("  AutoAttack: torchattacks not installed (pip install --no-deps torchattacks)")
+        else:
+            print(f"AutoAttack standard (linf 0.3, reference settings) on {aa['model']}, {aa['n']} MNIST test images, "
+                  f"torch: ours {aa['ours_s_per_image']:.2f} s/image, torchattacks {aa['torchattacks_s_per_image']:.2f} "
+                  f"s/image -> ours/torchattacks speed {aa['torchattacks_s_per_image'] / aa['ours_s_per_image']:.2f}x")
     if args.no_pairs:
         return
     print("C&W / EAD / JSMA per pair (floor: the model passes one iteration needs x iterations run; "
