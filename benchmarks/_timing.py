@@ -26,3 +26,17 @@ def interleaved(fns, repeats, warmup=1, seed=0):
             fns[i]()
             times[i].append(time.perf_counter() - start)
     return times
+
+
+def paired_ratio(numerator, denominator):
+    """Median over rounds of ``numerator[i] / denominator[i]`` (two lists from `interleaved`).
+
+    Both calls of a round ran back to back, so a slow phase of a shared machine
+    (another process waking up, frequency scaling) inflates both and cancels in
+    their ratio; the ratio of two separate minimums can pair the numerator's
+    lucky round with the denominator's unlucky one. The median drops the odd
+    round in which only one of them was hit.
+    """
+    ratios = sorted(a / b for a, b in zip(numerator, denominator))
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else 0.5 * (ratios[mid - 1] + ratios[mid])

@@ -22,8 +22,11 @@ Usage::
    pair per iteration and the resulting cost per pair at the suite's settings.
 
 Every number of a table comes from one process, with the contenders
-interleaved after a warm-up call each and the best of ``--repeats`` kept (on
-a shared machine other processes only ever add time). The torch numbers run
+interleaved after a warm-up call each. Times and images/s are the best of
+``--repeats`` (on a shared machine other processes only ever add time);
+every ratio is the median over rounds of the two contenders' times in the
+same round (`_timing.paired_ratio`), so that a disturbance hitting one round
+cancels instead of pairing one contender's best round with the other's worst. The torch numbers run
 in this process; TensorFlow and JAX each run in a subprocess with
 ``KERAS_BACKEND`` set. torchattacks is optional (``pip install --no-deps
 torchattacks``).
@@ -93,15 +96,6 @@ def data(batch):
     return rng.uniform(0, 1, size=(batch, 28, 28, 1)).astype("float32"), rng.integers(0, 10, batch)
 
 
-def timed(fns, repeats):
-    """Best wall time of each of ``fns`` over ``repeats`` shuffled interleaved rounds, after one warm-up call each.
-
-    The minimum rather than the mean: on a shared machine other processes only
-    ever add time.
-    """
-    return [min(t) for t in _timing.interleaved(fns, repeats)]
-
-
 def _torchattacks_pgd(model, x, y, steps):
     """torchattacks' PGD on the same Keras (torch-backend) model, or None if not installed."""
     import torch
@@ -138,12 +132,15 @@ def run(args, with_torchattacks=False):
     theirs = _torchattacks_pgd(model, x, y, args.steps) if with_torchattacks else None
     if theirs is not None:
         fns.append(theirs)
-    times = timed(fns, args.repeats)
+    rounds = _timing.interleaved(fns, args.repeats)
+    times = [min(t) for t in rounds]
     out = {"backend": keras.backend.backend(), "pgd_s": times[0], "images_per_s": args.batch / times[0],
-           "floor_s": times[1], "ratio_to_floor": times[0] / times[1]}
+           "floor_s": times[1], "ratio_to_floor": _timing.paired_ratio(rounds[0], rounds[1])}
     if theirs is not None:
         out["torchattacks_s"] = times[2]
         out["torchattacks_images_per_s"] = args.batch / times[2]
+        # Speed of ours relative to theirs: their time over ours, round by round.
+        out["speed_vs_torchattacks"] = _timing.paired_ratio(rounds[2], rounds[0])
     return out
 
 
@@ -192,10 +189,11 @@ def pairs(args):
             run_attack()  # compile; also fixes the iterations run (deterministic)
             steps = attack.last_steps
             floor = _floor.repeat(_floor.passes(model, x, y, **floor_kind), steps)
-            t_attack, t_floor = timed([run_attack, floor], args.pair_repeats)
+            rounds = _timing.interleaved([run_attack, floor], args.pair_repeats)
+            t_attack, t_floor = (min(t) for t in rounds)
             per = t_attack / (steps * args.pair_batch)
             rows.append({"shape": shape_name, "attack": label, "steps_run": steps, "attack_s": t_attack,
-                         "floor_s": t_floor, "ratio_to_floor": t_attack / t_floor,
+                         "floor_s": t_floor, "ratio_to_floor": _timing.paired_ratio(*rounds),
                          "ms_per_pair_step": 1e3 * per, "suite_iters": suite_iters,
                          "suite_s_per_pair": per * suite_iters,
                          "floor": "fwd+bwd" + ("+bwd" if floor_kind.get("backwards", 1) > 1 else "")
@@ -309,7 +307,7 @@ def main(argv=None):
     else:
         print(f"  torch      torchattacks  {res['torchattacks_images_per_s']:8.1f} images/s  "
               f"({res['torchattacks_s']:.3f} s/batch)  -> ours/torchattacks speed "
-              f"{res['images_per_s'] / res['torchattacks_images_per_s']:.2f}x")
+              f"{res['speed_vs_torchattacks']:.2f}x")
     print(f"  torch      ours / floor ({args.steps} x fwd+bwd = {res['floor_s']:.3f} s): "
           f"{res['ratio_to_floor']:.2f}x")
     others = {}
