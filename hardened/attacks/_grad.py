@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from hardened.layers import randomized_layers
+
 
 def loss_and_input_grad(model, x, loss_fn, *loss_args, training=False):
     """Per-example losses and the gradient of their sum w.r.t. the input.
@@ -92,8 +94,6 @@ _CACHE_ATTR = "_hardened_attack_fn_cache"
 
 
 def _randomness_key(model):
-    from hardened.layers import randomized_layers
-
     return tuple(
         (id(layer), bool(getattr(layer, "randomness", True)), getattr(layer, "fixed_path", None))
         for layer in randomized_layers(model)

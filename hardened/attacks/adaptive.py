@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from hardened.attacks.base import Attack
+from hardened.layers import randomized_layers, set_randomness
 
 
 class _Wrapper(Attack):
@@ -109,8 +110,6 @@ class FixedRandomness(_Wrapper):
 
     def generate(self, model, x, y, target=None, batch_size=128, progress=False):
         """Run the inner attack with `set_randomness(model, False)`, then restore every layer's state."""
-        from hardened.layers import randomized_layers, set_randomness
-
         saved = [(layer, layer.randomness) for layer in randomized_layers(model)]
         try:
             set_randomness(model, False)

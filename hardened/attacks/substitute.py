@@ -7,6 +7,8 @@ import numpy as np
 
 from hardened.attacks import _grad
 from hardened.attacks.base import Attack, register
+from hardened.attacks.cw import CarliniWagnerL2
+from hardened.attacks.gradient import FGSM
 from hardened.attacks.losses import weighted_logits
 from hardened.validation import check_images
 
@@ -123,9 +125,6 @@ class Substitute(Attack):
         self._fitted_for = None
 
     def _crafter(self):
-        from hardened.attacks.cw import CarliniWagnerL2
-        from hardened.attacks.gradient import FGSM
-
         extra = self.params["craft_params"]
         if self.params["craft"] == "fgsm":
             return FGSM(eps=self.params["eps"], targeted=self.targeted, **extra)

@@ -6,13 +6,12 @@ dependency of the evaluation and importing `hardened.evaluation` must stay cheap
 
 import numpy as np
 
+import hardened.attacks as attacks
 from hardened.evaluation import metrics
 
 
 def attacks_module():
     """`hardened.attacks`, checked to provide ``get_attack``."""
-    import hardened.attacks as attacks
-
     if not hasattr(attacks, "get_attack"):
         raise ImportError(
             "hardened.attacks has no get_attack(): the attacks package is missing or incomplete "

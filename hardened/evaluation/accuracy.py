@@ -10,6 +10,7 @@ with its randomness on, from a fixed seed, and the mean is reported.
 
 import numpy as np
 
+from hardened.data import load_dataset
 from hardened.evaluation import metrics
 from hardened.evaluation.evaluate import (
     _checkpoint_info,
@@ -17,6 +18,7 @@ from hardened.evaluation.evaluate import (
     _randomness_resetter,
     package_versions,
 )
+from hardened.layers import randomized_layers
 
 #: Test-set passes averaged for a randomized model (as the HRS recipe's ``eval_passes``).
 RANDOM_PASSES = 3
@@ -48,9 +50,6 @@ def full_test_accuracy(model, dataset=None, passes=None, batch_size=256, seed=0,
         ValueError: no dataset given and none in the model's metadata.
     """
     import keras
-
-    from hardened.data import load_dataset
-    from hardened.layers import randomized_layers
 
     metadata = getattr(model, "hardened_metadata", None) or {}
     dataset = dataset or _metadata_dataset(metadata)

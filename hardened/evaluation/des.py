@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 
 from hardened._provenance import command_line, git_commit
-from hardened.data import canonical_dataset
-
+from hardened.data import canonical_dataset, load_dataset
 from hardened.evaluation import metrics, suites
+from hardened.layers import randomized_layers
 
 DES_JSON = "des.json"
 SCHEMA_VERSION = 1
@@ -476,8 +476,6 @@ def _load(source, load):
 
 def _check_deterministic(model, label, randomized=False):
     """The base must be deterministic: checked on its layers up front, and after its evaluation."""
-    from hardened.layers import randomized_layers
-
     layers = [layer.name for layer in randomized_layers(model)]
     if layers or randomized:
         what = f"randomized layers {layers}" if layers else "two forward passes differ"
@@ -509,7 +507,6 @@ def _resolve_data(data, dataset_name, n, data_dir):
     if dataset_name is None:
         raise ValueError("No data to compare on: pass data=(x, y) or dataset='mnist' / 'cifar10' (the base's "
                          "metadata names no dataset).")
-    from hardened.data import load_dataset
 
     x, y = load_dataset(dataset_name, data_dir=data_dir, split="test")
     return x[:n], np.asarray(y).reshape(-1)[:n], f"hardened.data.load_dataset({dataset_name!r}, split='test')[:{n}]"

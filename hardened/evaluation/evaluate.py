@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hardened.data import canonical_dataset
+from hardened.attacks.transfer import TransferAttack
+from hardened.data import canonical_dataset, load_dataset
 from hardened.evaluation import _run, masking, metrics, suites
+from hardened.layers.stochastic import randomized_layers
 from hardened.validation import check_images
 
 RESULTS_JSON = "results.json"
@@ -227,8 +229,6 @@ def _randomness_resetter(model, seed):
     """A function that resets Keras' global seed and every randomized layer's generator to its initial state."""
     import keras
 
-    from hardened.layers.stochastic import randomized_layers
-
     states = []
     for layer in randomized_layers(model):
         generator = getattr(layer, "seed_generator", None)
@@ -312,8 +312,6 @@ def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, 
             attack = _run.make_attack(spec, seed)
             entry["params"] = _run.attack_params(attack, spec.params)
             if spec.transfer:
-                from hardened.attacks.transfer import TransferAttack  # attacks load when an evaluation runs
-
                 attack = TransferAttack(attack, transfer_source)
             _fit_substitute(spec, attack, model, x, batch_size)
             res = _run.targeted(attack, model, x, y, pred_clean, n_src, num_classes, batch_size, progress)
@@ -324,8 +322,6 @@ def _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, 
             attack = _run.make_attack(spec, seed)
             entry["params"] = _run.attack_params(attack, spec.params)
             if spec.transfer:
-                from hardened.attacks.transfer import TransferAttack  # attacks load when an evaluation runs
-
                 attack = TransferAttack(attack, transfer_source)
             _fit_substitute(spec, attack, model, x, batch_size)
             res = _run.untargeted(attack, model, xs, ys, ps, batch_size, progress)
@@ -419,7 +415,6 @@ def _resolve_data(model, data, dataset_name, n, data_dir):
             "evaluate() got no data and the model's hardened_metadata names no dataset. Pass data=(x, y) "
             "or dataset='mnist' / 'fashion_mnist' / 'cifar10'."
         )
-    from hardened.data import load_dataset
 
     x, y = load_dataset(dataset_name, data_dir=data_dir, split="test")
     return x[:n], y[:n], f"hardened.data.load_dataset({dataset_name!r}, split='test')[:{n}]"

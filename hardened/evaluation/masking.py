@@ -26,7 +26,9 @@ import math
 
 import numpy as np
 
+from hardened.attacks._grad import loss_and_input_grad
 from hardened.evaluation import _run, metrics
+from hardened.layers import randomized_layers
 
 #: Thresholds of the flags (fractions). Chosen well above the sampling noise
 #: of a ~100-image subset (binomial std <= 5 points).
@@ -72,8 +74,6 @@ def forward_randomness(model, x):
     """
     from keras import ops
 
-    from hardened.layers import randomized_layers
-
     a = ops.convert_to_numpy(model(x, training=False))
     b = ops.convert_to_numpy(model(x, training=False))
     diff = float(np.max(np.abs(a - b))) if a.size else 0.0
@@ -112,8 +112,6 @@ def zero_gradient_share(model, x, y, batch_size=128):
         logits augmentation, distillation) or a non-differentiable layer
         produces: sign-based attacks then have no direction at all.
     """
-    from hardened.attacks._grad import loss_and_input_grad
-
     zeros, total, dead = 0, 0, 0
     for start in range(0, len(x), batch_size):
         xb = np.asarray(x[start:start + batch_size], np.float32)

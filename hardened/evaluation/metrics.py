@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from hardened.attacks._grad import loss_and_input_grad
+
 #: Two-sided 95 % normal quantile.
 Z95 = 1.959963984540054
 
@@ -248,8 +250,6 @@ def logit_gradient_magnitude(model, x, batch_size=128, per_example=False):
         The mean of g over the images (or the per-image values).
     """
     from keras import ops
-
-    from hardened.attacks._grad import loss_and_input_grad
 
     x = np.asarray(x, np.float32)
     _check_batch_size(batch_size)

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from hardened.layers.stochastic import _walk
+
 
 class _MaskMixin:
     is_prunable = True
@@ -67,8 +69,6 @@ class PrunableConv2D(_MaskMixin, keras.layers.Conv2D):
 
 def prunable_layers(model):
     """Layers of ``model`` (nested included) that carry a pruning mask."""
-    from hardened.layers.stochastic import _walk
-
     return [layer for layer in _walk(model) if getattr(layer, "is_prunable", False)]
 
 

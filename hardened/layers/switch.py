@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from hardened._backend import concrete_int
-from hardened.layers.stochastic import RandomizedLayer, _walk
+from hardened.layers.stochastic import RandomizedLayer, _walk, randomized_layers
 
 
 @keras.saving.register_keras_serializable(package="hardened")
@@ -78,8 +78,6 @@ class RandomSwitch(RandomizedLayer):
         return ops.switch(index, fns, inputs)
 
     def _branches_are_random(self):
-        from hardened.layers.stochastic import randomized_layers
-
         return any(randomized_layers(b) or any(isinstance(layer, keras.layers.Dropout) for layer in _walk(b))
                    for b in self.branches)
 

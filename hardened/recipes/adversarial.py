@@ -38,6 +38,7 @@ from hardened.attacks.base import project, random_start, step_direction
 from hardened.attacks.losses import get_loss
 from hardened.models import build_model
 from hardened.recipes.hrs import STATE_NAME, _atomic_write, _load_state
+from hardened.recipes.run import DEFAULT_ROOT
 from hardened.recipes.train import (
     FIT_DEFAULTS,
     ArrayBatches,
@@ -158,8 +159,6 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
     Returns:
         The output folder as a `Path`.
     """
-    from hardened.recipes.run import DEFAULT_ROOT
-
     started_from = provenance()
     started = time.perf_counter()
     if base_dir is not None:

@@ -37,7 +37,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from hardened.evaluation.metrics import estimator_table, logit_gradient_magnitude, logit_variance, normalize_unit
+from hardened.evaluation.metrics import (
+    estimator_table,
+    logit_gradient_magnitude,
+    logit_variance,
+    normalize_unit,
+)
 from hardened.layers import HashedDense
 from hardened.models import build_model
 from hardened.recipes.run import copy_weights_by_name
@@ -49,6 +54,7 @@ from hardened.recipes.train import (
     resolve_precision,
     test_accuracy,
 )
+from hardened.zoo.checkpoint import load_pretrained, save_pretrained
 
 #: Epochs of seed 000's transfer retraining (the paper's budget per candidate).
 PAPER_EPOCHS = 3
@@ -147,7 +153,6 @@ def _load_base(base):
     if isinstance(base, keras.Model):
         meta = dict(getattr(base, "hardened_metadata", {}) or {})
         return base, meta, None
-    from hardened.zoo.checkpoint import load_pretrained
 
     model = load_pretrained(base)
     return model, model.hardened_metadata, str(base)
@@ -286,8 +291,6 @@ def search_compression(base, dataset=None, out_dir=None, *, alpha=0.5, threshold
                "train_accuracy": summary.get("train_accuracy"), "copied_layers": copied,
                "seconds": round(time.perf_counter() - started, 1), "checkpoint": None}
         if keep_checkpoints:
-            from hardened.zoo.checkpoint import save_pretrained
-
             save_pretrained(final, cand_dir, metadata={
                 "model_name": f"{final.name}-{_tag(cr1, cr2)}", "architecture": {"builder": builder, "kwargs": kwargs},
                 "dataset": dataset, "test_accuracy": acc, "n_test": int(len(test[0])), "fit": fit_settings,

@@ -71,6 +71,7 @@ from hardened.models.defendpp import (  # noqa: F401  (re-exported: the recipe's
     reconstruct,
     scale_sizes,
 )
+from hardened.recipes.run import DEFAULT_ROOT
 from hardened.recipes.train import (
     FIT_DEFAULTS,
     FIT_KEYS,
@@ -444,8 +445,6 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
     Returns:
         The output folder as a `Path`.
     """
-    from hardened.recipes.run import DEFAULT_ROOT
-
     started_from = provenance()  # before training: the code that ran, not the tree at the end
     settings, fit = check_recipe(name, recipe)
     if base_dir is not None:

@@ -31,7 +31,9 @@ import keras
 import numpy as np
 
 from hardened.models import build_model
+from hardened.recipes.run import DEFAULT_ROOT
 from hardened.recipes.train import (
+    FIT_KEYS,
     build_in_policy,
     checkpoint_metadata,
     fit_model,
@@ -76,9 +78,6 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
     Returns:
         The output folder as a `Path`.
     """
-    from hardened.recipes.run import DEFAULT_ROOT
-    from hardened.recipes.train import FIT_KEYS
-
     started_from = provenance()
     started = time.perf_counter()
     if base_dir is not None:

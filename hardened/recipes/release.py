@@ -20,6 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from hardened.layers.stochastic import randomized_layers
 from hardened.zoo.checkpoint import (
     CONFIG_NAME,
     METADATA_NAME,
@@ -55,8 +56,6 @@ def probe_logits(model, x):
     """
     import numpy as np
 
-    from hardened.layers.stochastic import randomized_layers
-
     layers = randomized_layers(model)
     saved = [layer.randomness for layer in layers]
     try:
@@ -83,8 +82,6 @@ def write_probe(folder, model):
     """
     import keras
     import numpy as np
-
-    from hardened.layers.stochastic import randomized_layers
 
     shape = tuple(int(d) for d in model.input_shape[1:])
     x = probe_images(shape)

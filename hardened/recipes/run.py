@@ -20,6 +20,7 @@ import keras
 from hardened.layers import randomized_layers
 from hardened.models import build_model
 from hardened.recipes import presets
+from hardened.recipes.distributed import data_parallel as _data_parallel
 from hardened.recipes.train import (
     build_in_policy,
     check_fit_keys,
@@ -126,8 +127,6 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
         recipe["compression"] = [float(c) for c in compression]
     parallel = contextlib.nullcontext()
     if data_parallel:
-        from hardened.recipes.distributed import data_parallel as _data_parallel
-
         parallel = _data_parallel(devices)
     base = None
     if recipe["kind"] == "hash":

@@ -25,6 +25,7 @@ import numpy as np
 
 from hardened._provenance import command_line, git_commit  # noqa: F401  (re-exported)
 from hardened.data import dataset_info, load_dataset
+from hardened.recipes.distributed import model_scope, replica_count
 from hardened.zoo.checkpoint import named_variables
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -397,8 +398,6 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
     Returns:
         Dict with ``epochs``, ``seconds``, final ``train_accuracy``/``test_accuracy``/losses.
     """
-    from hardened.recipes.distributed import model_scope, replica_count
-
     x, y = train
     replicas = replica_count(model)
     out_dir = Path(out_dir)

@@ -11,10 +11,27 @@ import json
 from pathlib import Path
 
 from hardened.evaluation.masking import refresh_flags
-from hardened.reporting.defenses import DATASETS, STANDARD_LINF, _dataset_key, _kind, defense_key, defense_kinds
-from hardened.reporting.folder import METADATA_NAME, _read_json, read_card_inputs, results_files
+from hardened.reporting.defenses import (
+    DATASETS,
+    STANDARD_LINF,
+    _dataset_key,
+    _kind,
+    defense_key,
+    defense_kinds,
+)
+from hardened.reporting.folder import (
+    METADATA_NAME,
+    _read_json,
+    read_card_inputs,
+    results_files,
+)
 from hardened.reporting.formatting import _threat_ascii, _threat_eps, _threat_key_ascii
-from hardened.reporting.papers import PAPER_SUITE_RESULTS, SEED000_ARCHS, paper_reference
+from hardened.reporting.papers import (
+    PAPER_SUITE_RESULTS,
+    SEED000_ARCHS,
+    paper_reference,
+)
+from hardened.zoo import registry
 
 #: Attacks whose numbers stand on a masked model: not a cross-entropy gradient (other losses, black-box,
 #: BPDA / EOT / fixed randomness, minimal-norm and score attacks).
@@ -23,12 +40,8 @@ _NON_CE_ATTACKS = ("square", "square_l2", "autoattack", "cw_l2", "ead", "ddn", "
 
 
 def _registry_entry(name):
-    """The registry entry of ``name`` (copy), or ``None`` if the name is not registered (or no registry)."""
-    try:
-        from hardened.zoo import registry
-    except ImportError:
-        return None
-    table = getattr(registry, "REGISTRY", {}) or {}
+    """The registry entry of ``name`` (copy), or ``None`` if the name is not registered."""
+    table = registry.REGISTRY
     if name not in table:
         return None
     return json.loads(json.dumps(table[name], default=str))

@@ -7,13 +7,39 @@ Each method returns the lines of one section; the template
 import json
 
 from hardened.evaluation.masking import FLAGS
+from hardened.evaluation.suites import build_suite
 from hardened.reporting.card_facts import CardFacts
-from hardened.reporting.card_rows import (_distortion_text, _eval_command, _images_text, _is_transfer,
-                                         _notes_text, _paper_value, _versions_text, params_summary)
-from hardened.reporting.defenses import _RANDOM_KINDS, DATASETS, DEFENSE_TEXTS, JPEG_CAVEAT
-from hardened.reporting.folder import ACCURACY_FILE, METADATA_NAME, VIEW_NAME, _read_json
-from hardened.reporting.formatting import (_num, _table, _threat_key_text, _threat_text, format_eps,
-                                           format_interval, format_rate)
+from hardened.reporting.card_rows import (
+    _distortion_text,
+    _eval_command,
+    _images_text,
+    _is_transfer,
+    _notes_text,
+    _paper_value,
+    _versions_text,
+    params_summary,
+)
+from hardened.reporting.defenses import (
+    _RANDOM_KINDS,
+    DATASETS,
+    DEFENSE_TEXTS,
+    JPEG_CAVEAT,
+)
+from hardened.reporting.folder import (
+    ACCURACY_FILE,
+    METADATA_NAME,
+    VIEW_NAME,
+    _read_json,
+)
+from hardened.reporting.formatting import (
+    _num,
+    _table,
+    _threat_key_text,
+    _threat_text,
+    format_eps,
+    format_interval,
+    format_rate,
+)
 from hardened.reporting.papers import PAPER_SUITE_RESULTS, paper_suite_rows
 
 #: Plots embedded when present in the folder: file name -> caption.
@@ -399,8 +425,6 @@ class CardSections(CardFacts):
 
     def not_run(self, suite):
         """A line naming the suite's attacks that an ``only=`` selection left out (never silently dropped)."""
-        from hardened.evaluation.suites import build_suite
-
         lines = []
         for fname, r in self.results:
             if not r.get("only") or r.get("suite") not in (suite, "full"):

@@ -9,8 +9,16 @@ import difflib
 import json
 from pathlib import Path
 
-from hardened.evaluation.des import (DES_JSON, NOT_APPLICABLE, SETTING_TITLES, SPEC_NAMES, build_des,
-                                     member_record, write_des_json)
+from hardened.evaluation.des import (
+    DES_JSON,
+    NOT_APPLICABLE,
+    SETTING_TITLES,
+    SPEC_NAMES,
+    build_des,
+    member_record,
+    write_des_json,
+)
+from hardened.zoo.hub import model_cards_dir
 
 DES_MD = "des.md"
 DES_PNG = "des.png"
@@ -74,8 +82,6 @@ def check_des(folder):
 def des_folders(root=None):
     """``<root>/des-*/`` folders holding a des.json (root: the bundled model_cards folder)."""
     if root is None:
-        from hardened.zoo.hub import model_cards_dir
-
         root = model_cards_dir()
     root = Path(root)
     if not root.is_dir():

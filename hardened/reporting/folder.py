@@ -15,6 +15,8 @@ Folder layout (what a release writes)::
 import json
 from pathlib import Path
 
+from hardened.zoo.hub import model_cards_dir
+
 README_NAME = "README.md"
 METADATA_NAME = "metadata.json"
 VIEW_NAME = "view.json"
@@ -84,6 +86,4 @@ def card_folders(root=None):
 
 def default_root():
     """The bundled model-card folder: ``$HARDENED_MODEL_CARDS`` or ``<repo>/model_cards``."""
-    from hardened.zoo.hub import model_cards_dir
-
     return model_cards_dir()

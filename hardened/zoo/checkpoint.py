@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
+import hardened.layers  # noqa: F401  (registers the custom layers)
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 METADATA_NAME = "metadata.json"
@@ -210,8 +212,6 @@ def verify_checkpoint(directory, expected_weights_sha256=None):
 
 def model_from_config_text(text, source="config.json"):
     """Rebuild an (unbuilt-weights) model from a serialized config, safely."""
-    import hardened.layers  # noqa: F401  (registers the custom layers)
-
     try:
         config = json.loads(text)
     except json.JSONDecodeError as err:

@@ -17,6 +17,8 @@ import os
 import warnings
 from pathlib import Path
 
+from hardened.layers.gi import GIView, apply_gi, logits_augmentation
+from hardened.layers.stochastic import sap_view
 from hardened.zoo import registry as _reg
 from hardened.zoo.checkpoint import (
     CONFIG_NAME,
@@ -45,9 +47,8 @@ def model_cards_dir():
     env = os.environ.get("HARDENED_MODEL_CARDS")
     if env:
         return Path(env).expanduser()
-    import hardened
-
-    return Path(hardened.__file__).resolve().parents[1] / "model_cards"
+    # hardened/zoo/hub.py -> the repository root.
+    return Path(__file__).resolve().parents[2] / "model_cards"
 
 
 def bundled_dir(name, registry=None):
@@ -166,9 +167,6 @@ def apply_view(model, view):
     Returns:
         A new model that shares ``model``'s weights (see `hardened.layers.apply_gi`).
     """
-    from hardened.layers.gi import apply_gi, logits_augmentation
-    from hardened.layers.stochastic import sap_view
-
     transform = view.get("transform")
     if transform == "sap":
         return sap_view(model, ratio=view["eps"], seed=view.get("seed", 0), layers=view.get("layers"))
@@ -306,8 +304,6 @@ def rebuild_head(model, num_classes):
         The new model (or ``model`` itself when it already has that many outputs).
     """
     import keras
-
-    from hardened.layers.gi import GIView
 
     if int(num_classes) != num_classes or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
