@@ -157,7 +157,7 @@ PAIR_SHAPES = {"MNIST": (28, 28, 1), "CIFAR-10": (32, 32, 3)}
 
 
 def pairs(args):
-    """Seconds per pair per iteration of C&W, EAD, JSMA-F/Z on seed_cnn7, and their ratio to the floor."""
+    """Seconds per pair per iteration of C&W, EAD, JSMA-F/Z on cnn7, and their ratio to the floor."""
     import keras
     import numpy as np
 
@@ -167,7 +167,7 @@ def pairs(args):
     rows = []
     for shape_name, shape in PAIR_SHAPES.items():
         keras.utils.set_random_seed(0)
-        model = build("seed_cnn7", input_shape=shape)
+        model = build("cnn7", input_shape=shape)
         rng = np.random.default_rng(2)
         x = rng.uniform(0, 1, size=(args.pair_batch, *shape)).astype("float32")
         y = np.argmax(model.predict(x, verbose=0), -1)
@@ -202,7 +202,7 @@ def pairs(args):
 
 
 def print_pairs(backend, rows, args):
-    print(f"  {backend}: cost per (image, target) pair, seed_cnn7, {args.pair_batch} pairs per batch")
+    print(f"  {backend}: cost per (image, target) pair, cnn7, {args.pair_batch} pairs per batch")
     print(f"    {'shape':<9}{'attack':<8}{'iters':>6}{'ms/pair/iter':>14}{'floor':>14}{'/floor':>8}"
           f"{'suite iters':>12}{'s/pair there':>14}")
     for r in rows:

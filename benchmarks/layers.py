@@ -39,25 +39,25 @@ import _timing  # noqa: E402
 def cases(input_shape):
     """``(network, label, model)`` rows; the first row of each network is its base."""
     base = dict(input_shape=input_shape)
-    plain = build_model("seed_cnn7", **base)
-    hashed = build_model("seed_cnn7", defense={"hashed": [1 / 4096, 1 / 128]}, **base)
-    yield "seed_cnn7", "none (base)", plain
-    yield "seed_cnn7", "hashed (CR 1/4096, 1/128)", hashed
+    plain = build_model("cnn7", **base)
+    hashed = build_model("cnn7", defense={"hashed": [1 / 4096, 1 / 128]}, **base)
+    yield "cnn7", "none (base)", plain
+    yield "cnn7", "hashed (CR 1/4096, 1/128)", hashed
     for method, eps in (("gi1", 0.3), ("gi2", 5.0), ("gi3", 0.6)):
-        yield "seed_cnn7", f"{method} view (eps {eps})", apply_gi(plain, method, eps)
-    yield "seed_cnn7", "hash + gi3 view", apply_gi(hashed, "gi3", 0.6)
-    yield "seed_cnn7", "gi3 per-call resample", apply_gi(plain, "gi3", 0.6, resample="per_call")
-    yield "seed_cnn7", "pruning masks", build_model("seed_cnn7", defense={"prune": True}, **base)
+        yield "cnn7", f"{method} view (eps {eps})", apply_gi(plain, method, eps)
+    yield "cnn7", "hash + gi3 view", apply_gi(hashed, "gi3", 0.6)
+    yield "cnn7", "gi3 per-call resample", apply_gi(plain, "gi3", 0.6, resample="per_call")
+    yield "cnn7", "pruning masks", build_model("cnn7", defense={"prune": True}, **base)
     for kind, extra in (("dropout", {"rate": 0.3}), ("sap", {"ratio": 1.0}), ("noise", {"stddev": 0.1})):
         spec = {"stochastic": {"kind": kind, "seed": 0, **extra}}
-        yield "seed_cnn7", f"{kind} after fc1", build_model("seed_cnn7", defense=spec, **base)
+        yield "cnn7", f"{kind} after fc1", build_model("cnn7", defense=spec, **base)
     # Control: a second, separately built base. Its ratio is pure measurement noise (and bias).
-    yield "seed_cnn7", "none (base, control copy)", build_model("seed_cnn7", **base)
-    yield "cw_cnn", "none (base)", build_model("cw_cnn", **base)
-    yield "cw_cnn", "HRS 10x10 (random path)", build_model("hrs_cnn", channels=(10, 10), **base)
+    yield "cnn7", "none (base, control copy)", build_model("cnn7", **base)
+    yield "cwcnn", "none (base)", build_model("cwcnn", **base)
+    yield "cwcnn", "HRS 10x10 (random path)", build_model("hrs_cnn", channels=(10, 10), **base)
     fixed = build_model("hrs_cnn", channels=(10, 10), **base)
     set_randomness(fixed, False)
-    yield "cw_cnn", "HRS 10x10 (fixed path)", fixed
+    yield "cwcnn", "HRS 10x10 (fixed path)", fixed
 
 
 def main():

@@ -23,7 +23,7 @@ from hardened.recipes.train import build_in_policy, cpu_has_native_bf16, cpu_mod
 
 def throughput(policy, x, y, batch):
     """Images per second of `fit` on seed 002's CIFAR-10 CNN (PrunableConv2D/Dense, as the prune recipe)."""
-    model = build_in_policy(lambda: build_model("cw_cnn", input_shape=(32, 32, 3), defense={"prune": True}), policy)
+    model = build_in_policy(lambda: build_model("cwcnn", input_shape=(32, 32, 3), defense={"prune": True}), policy)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
     model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, verbose=0)  # compile / warm up
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@
     hardened list [--dataset mnist] [--filter gi3] [--aliases]
     hardened info NAME
     hardened evaluate NAME_OR_DIR --suite seed --n 500 --out runs/eval
-    hardened evaluate cwcnn-prune-mnist --suite seed002 --transfer-from cwcnn-mnist
+    hardened evaluate cwcnn-prune-mnist --suite prune-la --transfer-from cwcnn-mnist
     hardened accuracy NAME_OR_DIR [--out DIR]          # full test split; DIR/accuracy.json for the card
     hardened push NAME_OR_DIR [--repo-id org/name] [--private]
     hardened train RECIPE [--out DIR] [--base DIR] [--epochs N] [--max-train N]
@@ -88,7 +88,7 @@ _non_negative_int = _int_at_least(0)
 
 def build_parser():
     """The argparse parser of the ``hardened`` command."""
-    from hardened.evaluation.suites import SUITES
+    from hardened.evaluation.suites import DEPRECATED_SUITES, SUITES
 
     parser = argparse.ArgumentParser(prog="hardened", description="Adversarially defended image classifiers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -99,7 +99,8 @@ def build_parser():
                                     "results.md and success_vs_eps.png to --out.")
     ev.add_argument("model", metavar="MODEL_OR_DIR",
                     help="zoo name or alias (see `hardened list`), or a checkpoint folder")
-    ev.add_argument("--suite", choices=SUITES, default="seed", help="attack suite (default: seed)")
+    ev.add_argument("--suite", choices=SUITES + tuple(DEPRECATED_SUITES), default="hash-gi",
+                    help="attack suite (default: hash-gi; the old names seed, seed002, seed003 still work)")
     ev.add_argument("--n", type=_positive_int, default=500, help="number of test images (default: 500)")
     ev.add_argument("--out", default=None, help="output folder (default: runs/eval/<model>-<suite>)")
     ev.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
@@ -122,7 +123,7 @@ def build_parser():
                     help="reuse the attacks an interrupted run of the same command saved in --out "
                          "(results.partial.json); the others are run")
     ev.add_argument("--transfer-from", default=None, metavar="NAME_OR_DIR",
-                    help="source model of the grey-box transfer attacks (suite seed002: the unpruned model); "
+                    help="source model of the grey-box transfer attacks (suite prune-la: the unpruned model); "
                          "without it they are recorded as skipped")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -290,7 +291,11 @@ def _strength_value(text):
 def _cmd_evaluate(args):
     start = time.perf_counter()  # the duration printed at the end is the whole command's, loading included
     from hardened.evaluation import evaluate
+    from hardened.evaluation.suites import canonical_suite
 
+    if canonical_suite(args.suite) != args.suite:
+        print(f"note: suite {args.suite!r} is now called {canonical_suite(args.suite)!r}", file=sys.stderr)
+        args.suite = canonical_suite(args.suite)
     model = resolve_model(args.model)
     source = resolve_model(args.transfer_from) if args.transfer_from else None
     data = _load_npz(args.data) if args.data else None

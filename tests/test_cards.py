@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
+from hardened.evaluation.suites import canonical_suite
 from hardened.reporting import cards
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cards"
@@ -134,7 +135,7 @@ def test_every_attack_is_in_a_table_with_its_json_rate():
     seed_part = text[text.index("## Robustness: the seed"):text.index("## Robustness: adaptive")]
     adaptive_part = text[text.index("## Robustness: adaptive"):text.index("## Worst case")]
     for e in results["attacks"]:
-        part = seed_part if e["suite"] == "seed" else adaptive_part
+        part = seed_part if e["suite"] in ("seed", "hash-gi") else adaptive_part
         row = _row(part, e["name"])
         if e["status"] == "ok":
             assert f"{cards.format_rate(e['success_rate'])} ({e['n_success']}/{e['n_attacked']})" in row, row
@@ -174,7 +175,7 @@ def test_paper_column_only_when_given():
     assert "paper average 22.98 %" in text
     # By default the seed-000 row of (dataset, defense) is used for seed 000's own networks: MNIST GI2(3).
     ref = cards.PAPER_RESULTS[("mnist", "gi2")]
-    auto = _render(folder, registry_entry={"arch": "seed_cnn7", "dataset": "mnist", "defense": "gi2"})
+    auto = _render(folder, registry_entry={"arch": "cnn7", "dataset": "mnist", "defense": "gi2"})
     assert f"{ref['rates']['FGSM']:g} %" in _row(auto, "FGSM") and ref["source"] in auto
     # ... and never for another paper's network (an MLP here; the C&W CNN or ResNet bases of the zoo).
     other = _render(folder, registry_entry={"arch": "mlp", "dataset": "mnist", "defense": "gi2"})
@@ -284,11 +285,13 @@ def test_split_results_files_are_all_rendered(tmp_path):
     folder = _copy("mlp-gi2-mnist", tmp_path)
     results = _results(folder)
     (folder / "results.json").unlink()
-    for suite in ("seed", "adaptive"):
-        part = dict(results, suite=suite, attacks=[e for e in results["attacks"] if e["suite"] == suite])
+    for suite in ("hash-gi", "adaptive"):
+        # The fixture was written before the suite rename ("seed"): rows are matched by today's name.
+        part = dict(results, suite=suite,
+                    attacks=[e for e in results["attacks"] if canonical_suite(e["suite"]) == suite])
         _write_results(folder, part, f"results_{suite}.json")
     text = _render(folder)
-    assert "`results_seed.json`" in text and "`results_adaptive.json`" in text
+    assert "`results_hash-gi.json`" in text and "`results_adaptive.json`" in text
     for e in results["attacks"]:
         assert _row(text, e["name"])
 
@@ -330,17 +333,17 @@ def test_card_depends_only_on_folder_contents(tmp_path):
 
 
 def test_registry_entry_is_used(tmp_path):
-    entry = {"defense": "hash-gi3", "dataset": "mnist", "arch": "seed_cnn7", "summary": "A test summary line.",
+    entry = {"defense": "hash-gi3", "dataset": "mnist", "arch": "cnn7", "summary": "A test summary line.",
              "aliases": ["hash-gi3-mnist"]}
     text = cards.render_card(FIXTURES / "mlp-mnist", registry_entry=entry)
-    assert "A test summary line." in text and "`seed_cnn7`" in text and "`hash-gi3-mnist`" in text
+    assert "A test summary line." in text and "`cnn7`" in text and "`hash-gi3-mnist`" in text
     assert cards.DEFENSE_TEXTS["hash"] in text and cards.DEFENSE_TEXTS["gi3"] in text
     assert "defense-hash" in _front_matter(text)
 
 
 def test_defense_kinds():
     assert cards.defense_kinds("vgg19-hash-gi3-cifar10") == ["hash", "gi3"]
-    assert cards.defense_kinds("seed_cnn7-mnist") == ["base"]
+    assert cards.defense_kinds("cnn7-mnist") == ["base"]
     assert cards.defense_kinds("x", metadata={"defense": {"hashed": [1 / 4096, 1 / 128]}}) == ["hash"]
     assert cards.defense_kinds("x", view={"transform": "logits_augmentation"}) == ["la"]
     assert cards.defense_key(["hash", "gi3"]) == "hash-gi3"
@@ -405,12 +408,12 @@ def _header(text):
 
 def test_paper_suite_numbers_are_quoted_from_the_paper_summary():
     # Only numbers of shared/papers.md (the project's paper summary) may appear as paper columns.
-    rows = cards.PAPER_SUITE_RESULTS["seed002"]["rows"]
+    rows = cards.PAPER_SUITE_RESULTS["prune-la"]["rows"]
     assert rows[("mnist", ("base",))]["rates"]["FGSM-0.25"] == 45.6
     assert rows[("mnist", ("prune",))]["rates"]["FGSM-0.25"] == 20.2
     assert rows[("mnist", ("la", "prune"))]["rates"]["FGSM-0.25"] == 1.1
     assert rows[("cifar10", ("prune",))]["rates"] == {"C&W": 85.0, "Grey-C&W": 18.63}
-    d3 = cards.PAPER_SUITE_RESULTS["seed003"]["rows"]
+    d3 = cards.PAPER_SUITE_RESULTS["defendpp"]["rows"]
     assert d3[("cifar10", ("defendpp",))]["rates"] == {"FGSM": 64.63, "BIM": 16.76, "C&W": 89.78, "DDN": 89.83}
     assert d3[("cifar10", ("base",))]["clean_accuracy"] == 93.80
     summary = SEEDS.parent / "papers.md"
@@ -424,24 +427,24 @@ def test_paper_suite_numbers_are_quoted_from_the_paper_summary():
                     assert re.search(rf"(?<![\d.]){re.escape(f'{v:g}')}(?:0*)(?![\d])", text), (suite, key, v)
 
 
-def test_seed002_card_section_with_paper_undefended_and_grey_box_columns(tmp_path):
+def test_prune_la_card_section_with_paper_undefended_and_grey_box_columns(tmp_path):
     source = {"model_name": "cwcnn-mnist", "weights_sha256": "ab" * 32, "recorded_from": "hardened_metadata",
               "weights_digest": "cd" * 32}
     pruned = tmp_path / "cwcnn-prune-mnist"
     base = tmp_path / "cwcnn-mnist"
     for folder in (pruned, base):
         folder.mkdir()
-    _write_results(pruned, _paper_suite_results("seed002", "mnist", pruned.name, source), "results_seed002.json")
-    _write_results(base, _paper_suite_results("seed002", "mnist", base.name, None, success=0.6),
-                   "results_seed002.json")
+    _write_results(pruned, _paper_suite_results("prune-la", "mnist", pruned.name, source), "results_prune-la.json")
+    _write_results(base, _paper_suite_results("prune-la", "mnist", base.name, None, success=0.6),
+                   "results_prune-la.json")
     text = _render(pruned)
     part = text[text.index("## Robustness: seed 002's attacks"):text.index("## Gradient-masking")]
     assert "## Robustness: the seed papers' attacks" not in text  # no seed-000 section without its results
     header = _header(part)
     assert "paper: M1 pruned" in header and "paper: M0 unprotected" in header
     assert "undefended `cwcnn-mnist` (measured)" in header
-    ours = _results(pruned, "results_seed002.json")["attacks"]
-    theirs = {e["name"]: e for e in _results(base, "results_seed002.json")["attacks"]}
+    ours = _results(pruned, "results_prune-la.json")["attacks"]
+    theirs = {e["name"]: e for e in _results(base, "results_prune-la.json")["attacks"]}
     for e in ours:
         row = _row(part, e["name"])
         assert f"{cards.format_rate(e['success_rate'])} ({e['n_success']}/{e['n_attacked']})" in row
@@ -460,7 +463,7 @@ def test_seed002_card_section_with_paper_undefended_and_grey_box_columns(tmp_pat
     base_text = _render(base)
     base_part = base_text[base_text.index("## Robustness: seed 002's attacks"):]
     assert "No transfer source was given" in base_part
-    assert f"skipped: {_results(base, 'results_seed002.json')['attacks'][-1]['reason']}" in _row(base_part, "Grey-C&W")
+    assert f"skipped: {_results(base, 'results_prune-la.json')['attacks'][-1]['reason']}" in _row(base_part, "Grey-C&W")
     base_header = _header(base_part)
     assert "paper: M0 unprotected" in base_header and "paper: M1" not in base_header
     assert "(measured)" not in base_header
@@ -475,14 +478,14 @@ def test_transfer_beating_white_box_flags_masking_in_a_saved_card(tmp_path):
     source = {"model_name": "cwcnn-mnist", "weights_sha256": "ab" * 32, "recorded_from": "hardened_metadata"}
     folder = tmp_path / "cwcnn-prune-la-mnist"
     folder.mkdir()
-    results = _paper_suite_results("seed002", "mnist", folder.name, source)
+    results = _paper_suite_results("prune-la", "mnist", folder.name, source)
     results["flags"] = [f for f in results["flags"] if f["name"] != "transfer_stronger_than_white_box"]
     results["gradient_masking"] = False
     for e in results["attacks"]:
         if e["name"] in ("FGSM-0.25", "Grey-FGSM-0.25"):
             e.update(n_success=10 if e["name"] == "FGSM-0.25" else 30)
             e["success_rate"] = e["n_success"] / e["n_attacked"]
-    _write_results(folder, results, "results_seed002.json")
+    _write_results(folder, results, "results_prune-la.json")
     text = _render(folder)
     assert "**Warning: gradient masking detected." in text
     row = next(line for line in text.splitlines() if line.startswith("| transfer_stronger_than_white_box |"))
@@ -491,22 +494,22 @@ def test_transfer_beating_white_box_flags_masking_in_a_saved_card(tmp_path):
     assert "its white-box rows of that attack measure the gradients" in text
 
 
-def test_seed003_card_section_shows_accuracy_beside_the_paper_and_the_undefended_network(tmp_path):
+def test_defendpp_card_section_shows_accuracy_beside_the_paper_and_the_undefended_network(tmp_path):
     yaml = pytest.importorskip("yaml")
     defended = tmp_path / "resnet18-defendpp-cifar10"
     control = tmp_path / "resnet18-cifar10"
     for folder in (defended, control):
         folder.mkdir()
-    _write_results(defended, _paper_suite_results("seed003", "cifar10", defended.name), "results_seed003.json")
-    _write_results(control, _paper_suite_results("seed003", "cifar10", control.name, success=0.9),
-                   "results_seed003.json")
+    _write_results(defended, _paper_suite_results("defendpp", "cifar10", defended.name), "results_defendpp.json")
+    _write_results(control, _paper_suite_results("defendpp", "cifar10", control.name, success=0.9),
+                   "results_defendpp.json")
     text = _render(defended)
     part = text[text.index("## Robustness: seed 003's attacks"):]
     header = _header(part)
     assert header.index("accuracy under attack") < header.index("paper: Defend++") < header.index(
         "paper: no defense") < header.index("undefended `resnet18-cifar10` (measured)")
-    ours = {e["name"]: e for e in _results(defended, "results_seed003.json")["attacks"]}
-    theirs = {e["name"]: e for e in _results(control, "results_seed003.json")["attacks"]}
+    ours = {e["name"]: e for e in _results(defended, "results_defendpp.json")["attacks"]}
+    theirs = {e["name"]: e for e in _results(control, "results_defendpp.json")["attacks"]}
     paper = {"FGSM": ("64.63 %", "38.35 %"), "BIM": ("16.76 %", "0 %"), "C&W": ("89.78 %", "0 %"),
              "DDN": ("89.83 %", "0 %")}
     for name, (defense, none) in paper.items():
@@ -518,7 +521,7 @@ def test_seed003_card_section_shows_accuracy_beside_the_paper_and_the_undefended
     assert "paper Defend++ 93.22 %" in part and "paper no defense 93.8 %" in part
     meta = yaml.safe_load(_front_matter(text))
     names = {m["name"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-    assert "Accuracy under FGSM (linf 0.05; suite seed003)" in names
+    assert "Accuracy under FGSM (linf 0.05; suite defendpp)" in names
 
 
 def test_defendpp_card_compares_clean_accuracy_with_its_no_decoder_control(tmp_path):
@@ -545,13 +548,13 @@ def test_defendpp_card_compares_clean_accuracy_with_its_no_decoder_control(tmp_p
 def test_weak_unbounded_l2_attack_is_flagged_in_a_paper_suite(tmp_path):
     folder = tmp_path / "resnet18-mnist"
     shutil.copytree(FIXTURES / "mlp-mnist", folder)
-    results = _paper_suite_results("seed003", "mnist", folder.name, success=0.9)
+    results = _paper_suite_results("defendpp", "mnist", folder.name, success=0.9)
     by_name = {e["name"]: e for e in results["attacks"]}
     by_name["C&W"].update(n_success=4, n_attacked=496, success_rate=4 / 496)
     by_name["DDN"].update(n_success=496, n_attacked=496, success_rate=1.0)
-    _write_results(folder, results, "results_seed003.json")
+    _write_results(folder, results, "results_defendpp.json")
     text = _render(folder)
     assert "**Weak attack:** C&W (0.8 %) succeeded far less often than DDN (100.0 %)" in text
     by_name["C&W"].update(n_success=400, success_rate=400 / 496)  # 80.6 %: within 0.2 of DDN, not flagged
-    _write_results(folder, results, "results_seed003.json")
+    _write_results(folder, results, "results_defendpp.json")
     assert "Weak attack" not in _render(folder)

@@ -26,7 +26,7 @@ def checkpoint(tmp_path_factory):
 def test_evaluate_writes_json_markdown_and_plot(checkpoint, capsys):
     ckpt, data, root = checkpoint
     out = root / "eval"
-    code = main(["evaluate", str(ckpt), "--suite", "seed", "--n", "30", "--out", str(out), "--seed", "1",
+    code = main(["evaluate", str(ckpt), "--suite", "hash-gi", "--n", "30", "--out", str(out), "--seed", "1",
                  "--batch-size", "32", "--data", str(data), "--only", "FGSM,BIM", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())

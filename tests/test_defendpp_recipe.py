@@ -325,7 +325,7 @@ def test_bad_recipes_raise(tmp_path, mini_env):
     with pytest.raises(ValueError, match="unknown fit keys"):
         run_direct(rec, tmp_path / "x")
     rec = recipe()
-    rec["builder"] = "seed_cnn7"  # no stage taps
+    rec["builder"] = "cnn7"  # no stage taps
     with pytest.raises(ValueError, match="named stage"):
         run_direct(rec, tmp_path / "x")
     with pytest.raises(ValueError, match="epochs"):

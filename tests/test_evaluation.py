@@ -143,7 +143,7 @@ def test_suites_never_go_below_the_papers_eps():
         assert specs["JSMA-F"].params["variant"] == "F" and specs["JSMA-Z"].params["variant"] == "Z"
         assert all(specs[n].targeted for n in ("JSMA-F", "JSMA-Z", "C&W", "EAD", "Sub-CW", "ZOO-targeted"))
         assert specs["C&W"].max_images == 100  # first 100 correct images x 9 targets
-    assert suites.build_suite("seed", dataset="fashion_mnist")[0].params["eps"] == 0.3  # MNIST settings
+    assert suites.build_suite("hash-gi", dataset="fashion_mnist")[0].params["eps"] == 0.3  # MNIST settings
 
 
 def test_quick_budget_lowers_only_the_number_of_images():
@@ -186,7 +186,7 @@ def test_suite_errors():
     with pytest.raises(ValueError, match="Unknown suite"):
         suites.build_suite("strong")
     with pytest.raises(ValueError, match="Unknown attack name"):
-        suites.select(suites.build_suite("seed", dataset="mnist"), ["FGSM", "PGD-XYZ"])
+        suites.select(suites.build_suite("hash-gi", dataset="mnist"), ["FGSM", "PGD-XYZ"])
     with pytest.raises(ValueError, match="No attack settings"):
         suites.family_for("imagenette")
 
@@ -317,10 +317,10 @@ def test_refresh_flags_adds_row_checks_to_saved_results_only_when_they_apply():
 # ----------------------------------------------------------------- evaluate()
 def test_evaluate_writes_results_json_md_and_png(toy_model, toy_data, tmp_path):
     _, (xt, yt) = toy_data
-    res = evaluate_fn(toy_model, (xt, yt), suite="seed", n=40, only=["FGSM", "BIM", "DeepFool"],
+    res = evaluate_fn(toy_model, (xt, yt), suite="hash-gi", n=40, only=["FGSM", "BIM", "DeepFool"],
                       out_dir=tmp_path, progress=False, masking_subset=40)
     assert REQUIRED_KEYS <= set(res)
-    assert res["n"] == 40 and res["suite"] == "seed" and res["seed"] == 0
+    assert res["n"] == 40 and res["suite"] == "hash-gi" and res["seed"] == 0
     assert res["backend"] == keras.backend.backend() and res["versions"]["keras"] == keras.__version__
     assert res["settings"] == "mnist" and "inferred" in res["settings_source"]
     assert [a["name"] for a in res["attacks"]] == ["FGSM", "BIM", "DeepFool"]
@@ -345,7 +345,7 @@ def test_evaluate_writes_results_json_md_and_png(toy_model, toy_data, tmp_path):
 
 
 def test_evaluate_loads_the_test_split_named_by_the_metadata(toy_model, toy_data, monkeypatch):
-    import hardened.data
+    import sys
 
     _, (xt, yt) = toy_data
     calls = []
@@ -354,9 +354,10 @@ def test_evaluate_loads_the_test_split_named_by_the_metadata(toy_model, toy_data
         calls.append((name, split))
         return xt, yt
 
-    monkeypatch.setattr(hardened.data, "load_dataset", fake_load)
+    # The module, not the function the package exports under the same name, holds the loader it calls.
+    monkeypatch.setattr(sys.modules["hardened.evaluation.evaluate"], "load_dataset", fake_load)
     monkeypatch.setattr(toy_model, "hardened_metadata", {"dataset": "fashion_mnist"}, raising=False)
-    res = evaluate_fn(toy_model, suite="seed", n=20, only=["FGSM"], progress=False, masking_subset=20)
+    res = evaluate_fn(toy_model, suite="hash-gi", n=20, only=["FGSM"], progress=False, masking_subset=20)
     assert calls == [("fashion_mnist", "test")]
     assert res["dataset"] == "fashion_mnist" and res["settings"] == "mnist" and res["n"] == 20
     assert "load_dataset" in res["data_source"]
@@ -435,7 +436,7 @@ def test_quick_caps_dict_lowers_only_images():
 def test_interrupted_evaluation_resumes_without_rerunning_finished_attacks(toy_model, toy_data, tmp_path,
                                                                           monkeypatch):
     _, (xt, yt) = toy_data
-    kwargs = dict(suite="seed", n=30, only=["FGSM", "BIM"], out_dir=tmp_path, progress=False, masking_subset=30)
+    kwargs = dict(suite="hash-gi", n=30, only=["FGSM", "BIM"], out_dir=tmp_path, progress=False, masking_subset=30)
     fresh = evaluate_fn(toy_model, (xt, yt), **{**kwargs, "out_dir": tmp_path / "fresh"})
     assert not (tmp_path / "fresh" / evaluate_module.PARTIAL_JSON).exists()  # removed once complete
 
@@ -476,7 +477,7 @@ def test_a_randomized_models_attack_result_does_not_depend_on_the_attacks_run_be
     # The layers' SeedGenerator states advance with each call; evaluate restores them before each attack,
     # so a resumed run or a narrower --only selection gives the same entry.
     _, (xt, yt) = toy_data
-    kwargs = dict(suite="seed", n=30, progress=False, masking_subset=30)
+    kwargs = dict(suite="hash-gi", n=30, progress=False, masking_subset=30)
     gi3 = apply_gi(toy_model, "gi3", 0.5, resample="per_call", seed=5)
     both = evaluate_fn(gi3, (xt, yt), only=["FGSM", "BIM"], **kwargs)
     alone = evaluate_fn(gi3, (xt, yt), only=["BIM"], **kwargs)
@@ -488,13 +489,13 @@ def test_a_randomized_models_attack_result_does_not_depend_on_the_attacks_run_be
 # ----------------------------------------------------------------- paper suites (seeds 002, 003) and transfer
 @pytest.mark.parametrize("family", ["mnist", "cifar10"])
 def test_paper_suites_keep_the_papers_eps_steps_and_both_targeted_and_untargeted_rows(family):
-    s2 = {s.name: s for s in suites.build_suite("seed002", dataset=family, backend="jax")}
+    s2 = {s.name: s for s in suites.build_suite("prune-la", dataset=family, backend="jax")}
     for eps in (0.1, 0.15, 0.25):  # seed 002 Tables I-II, MNIST and CIFAR-10 alike
         for name, targeted in ((f"FGSM-{eps:g}", False), (f"FGSM-T-{eps:g}", True), (f"BIM-T-{eps:g}", True),
                                (f"BIM-{eps:g}", False), (f"Grey-FGSM-{eps:g}", False)):
             spec = s2[name]
             assert spec.targeted is targeted and spec.eps >= eps and spec.params["eps"] >= eps, name
-            assert spec.suite == "seed002" and "seed 002" in spec.source, name
+            assert spec.suite == "prune-la" and "seed 002" in spec.source, name
         assert s2[f"BIM-T-{eps:g}"].params["steps"] >= 100
     assert s2["C&W"].targeted and s2["C&W"].params["steps"] >= 100 and s2["C&W"].params["binary_search_steps"] >= 10
     assert s2["Grey-C&W"].params == s2["C&W"].params and s2["Grey-C&W"].targeted
@@ -504,7 +505,7 @@ def test_paper_suites_keep_the_papers_eps_steps_and_both_targeted_and_untargeted
     assert all(s2[n].black_box for n in transfer)
     assert all(s.paper_images == 1000 for n, s in s2.items() if n.startswith(("FGSM", "C&W")))
 
-    s3 = {s.name: s for s in suites.build_suite("seed003", dataset=family, backend="jax")}
+    s3 = {s.name: s for s in suites.build_suite("defendpp", dataset=family, backend="jax")}
     assert list(s3) == ["FGSM", "BIM", "C&W", "DDN"]
     floor = {"mnist": 0.2, "cifar10": 0.05}[family]  # seed 003 Sec. 4.1
     assert s3["FGSM"].params["eps"] >= floor and s3["BIM"].params["eps"] >= floor
@@ -516,13 +517,13 @@ def test_paper_suites_keep_the_papers_eps_steps_and_both_targeted_and_untargeted
     # `full` is still seed 000 + adaptive, and `quick` only lowers image counts.
     full = suites.build_suite("full", dataset=family, backend="jax")
     assert not any(s.transfer or s.suite.startswith("seed00") for s in full)
-    for suite in ("seed002", "seed003"):
+    for suite in ("prune-la", "defendpp"):
         plain = suites.build_suite(suite, dataset=family, backend="jax")
         quick = suites.build_suite(suite, dataset=family, backend="jax", quick=True)
         for a, b in zip(plain, quick):
             assert (a.name, a.params, a.eps, a.targeted) == (b.name, b.params, b.eps, b.targeted)
             assert b.max_images == a.max_images or (b.quick_capped and b.max_images < (a.max_images or 10**9))
-    assert not any(s.quick_capped for s in suites.build_suite("seed003", dataset=family, quick=True))
+    assert not any(s.quick_capped for s in suites.build_suite("defendpp", dataset=family, quick=True))
 
 
 @pytest.fixture(scope="module")
@@ -535,7 +536,7 @@ def other_toy_model(toy_data):
 
 def test_transfer_specs_are_skipped_with_a_reason_without_a_source(other_toy_model, toy_data):
     _, (xt, yt) = toy_data
-    res = evaluate_fn(other_toy_model, (xt, yt), suite="seed002", n=20, only=["FGSM-0.25", "Grey-FGSM-0.25"],
+    res = evaluate_fn(other_toy_model, (xt, yt), suite="prune-la", n=20, only=["FGSM-0.25", "Grey-FGSM-0.25"],
                       progress=False, masking_subset=20)
     fgsm, grey = res["attacks"]
     assert fgsm["status"] == "ok" and "transfer_source" not in fgsm
@@ -551,7 +552,7 @@ def test_transfer_attacks_are_crafted_on_the_source_and_scored_on_the_evaluated_
 
     _, (xt, yt) = toy_data
     n = 20
-    res = evaluate_fn(other_toy_model, (xt, yt), suite="seed002", n=n,
+    res = evaluate_fn(other_toy_model, (xt, yt), suite="prune-la", n=n,
                       only=["FGSM-0.25", "Grey-FGSM-0.25", "Grey-C&W"], quick={"Grey-C&W": 1}, progress=False,
                       masking_subset=n, transfer_source=toy_model)
     by = {e["name"]: e for e in res["attacks"]}
@@ -581,7 +582,7 @@ def test_transfer_attacks_are_crafted_on_the_source_and_scored_on_the_evaluated_
 
 def test_transfer_source_is_checked(other_toy_model, toy_data):
     _, (xt, yt) = toy_data
-    kw = dict(suite="seed002", n=10, only=["Grey-FGSM-0.25"], progress=False, masking_subset=10)
+    kw = dict(suite="prune-la", n=10, only=["Grey-FGSM-0.25"], progress=False, masking_subset=10)
     with pytest.raises(ValueError, match="inputs and classes"):
         evaluate_fn(other_toy_model, (xt, yt), transfer_source=toy.tiny_classifier(num_classes=5), **kw)
     with pytest.raises(TypeError, match="transfer_source must be a keras.Model"):
@@ -591,7 +592,7 @@ def test_transfer_source_is_checked(other_toy_model, toy_data):
 def test_resume_with_another_transfer_source_does_not_reuse_entries(toy_model, other_toy_model, toy_data, tmp_path,
                                                                     monkeypatch):
     _, (xt, yt) = toy_data
-    kwargs = dict(suite="seed002", n=20, only=["FGSM-0.25", "Grey-FGSM-0.25"], out_dir=tmp_path, progress=False,
+    kwargs = dict(suite="prune-la", n=20, only=["FGSM-0.25", "Grey-FGSM-0.25"], out_dir=tmp_path, progress=False,
                   masking_subset=20)
     real_run_spec = evaluate_module._run_spec
     calls = []
@@ -633,7 +634,7 @@ def test_cli_transfer_from_records_the_source_checkpoint(toy_model, other_toy_mo
     target = hardened.save_pretrained(other_toy_model, tmp_path / "target-ckpt", metadata={"recipe": "unit-test"})
     np.savez(tmp_path / "test.npz", x=xt[:20], y=yt[:20])
     out = tmp_path / "eval"
-    code = main(["evaluate", str(target), "--suite", "seed002", "--n", "20", "--data", str(tmp_path / "test.npz"),
+    code = main(["evaluate", str(target), "--suite", "prune-la", "--n", "20", "--data", str(tmp_path / "test.npz"),
                  "--only", "Grey-FGSM-0.25", "--transfer-from", str(source), "--out", str(out), "--no-progress"])
     assert code == 0
     res = json.loads((out / "results.json").read_text())

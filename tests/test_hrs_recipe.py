@@ -184,14 +184,14 @@ def test_hrs_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="base_dir"):
         hrs_mod.run("x", HRS_RECIPE, **run_kwargs(tmp_path, base_dir=tmp_path))
     with pytest.raises(ValueError, match="hrs_cnn"):
-        hrs_mod.run("x", dict(HRS_RECIPE, builder="cw_cnn"), **run_kwargs(tmp_path))
+        hrs_mod.run("x", dict(HRS_RECIPE, builder="cwcnn"), **run_kwargs(tmp_path))
     with pytest.raises(TypeError, match="Unknown"):
         hrs_mod.run("x", dict(HRS_RECIPE, fit_block2={"epoch": 2}), **run_kwargs(tmp_path))
 
 
 # ----------------------------------------------------------------------------- adversarial training
-ADV_RECIPE = {"kind": "adversarial", "builder": "cw_cnn", "dataset": "mnist",
-              "kwargs": dict(TEST_CONFIGS["cw_cnn"]), "attack": "pgd", "eps": 0.1, "steps": 2,
+ADV_RECIPE = {"kind": "adversarial", "builder": "cwcnn", "dataset": "mnist",
+              "kwargs": dict(TEST_CONFIGS["cwcnn"]), "attack": "pgd", "eps": 0.1, "steps": 2,
               "eps_ramp_epochs": 1.0, "monitor": {"n": 16, "steps": 2},
               "fit": dict(TINY_FIT, epochs=2, optimizer="adam", lr=1e-3)}
 ADV_STEPS_PER_EPOCH = 4  # 128 images / 32
@@ -265,7 +265,7 @@ def test_adversarial_resume_matches_uninterrupted(adv_runs):
 
 
 def test_adversarial_batch_is_pgd_without_keep_best():
-    model = build_model("cw_cnn", **TEST_CONFIGS["cw_cnn"])
+    model = build_model("cwcnn", **TEST_CONFIGS["cwcnn"])
     x, y = TEST[0][:12], TEST[1][:12]
     mine = adv_mod.adversarial_batch(model, x, y, eps=0.1, steps=3, step_size=0.04,
                                      rng=np.random.default_rng(5), num_classes=10)
@@ -309,6 +309,6 @@ def test_seed004_recipes_are_valid():
         else:
             assert recipe["fit"] == base["fit"], name  # same schedule as the undefended base
             spec = normalize_defense(recipe["kwargs"]["defense"])
-            tiny = dict(TEST_CONFIGS["cw_cnn"], input_shape=recipe["kwargs"]["input_shape"], defense=spec)
-            model = build_model("cw_cnn", **tiny)
+            tiny = dict(TEST_CONFIGS["cwcnn"], input_shape=recipe["kwargs"]["input_shape"], defense=spec)
+            model = build_model("cwcnn", **tiny)
             assert hardened.layers.randomized_layers(model), name

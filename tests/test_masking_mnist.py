@@ -97,7 +97,7 @@ def test_gi2_on_small_cnn_near_zero_ce_success_and_unchanged_margin_success(back
                    check=True, capture_output=True)
     (x, y), (xt, yt) = load_dataset("mnist", data_dir=tmp_path)
     keras.utils.set_random_seed(0)
-    model = build_model("cw_cnn", input_shape=(28, 28, 1), widths=(16, 16, 32, 32, 64, 64))
+    model = build_model("cwcnn", input_shape=(28, 28, 1), widths=(16, 16, 32, 32, 64, 64))
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x[:30000], y[:30000], epochs=2, batch_size=128, verbose=0)
     xs, ys = xt[:200], yt[:200]

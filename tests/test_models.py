@@ -18,7 +18,7 @@ from hardened.models import (
     SINGLE_FC,
     TEST_CONFIGS,
     build_model,
-    cw_cnn,
+    cwcnn,
     hashnet_cnn,
     hrs_cnn,
     hrs_path_model,
@@ -26,7 +26,7 @@ from hardened.models import (
     inception_v3,
     list_builders,
     resnet18,
-    seed_cnn7,
+    cnn7,
     stage_outputs,
 )
 
@@ -154,7 +154,7 @@ def test_builder_with_defense(name, spec_name):
 # prune exclude each other), and the hashed variants. ResNet-34/101 are left
 # out: they are made of exactly the layers of ResNet-18/50.
 ROUND_TRIPS = [(name, "combined") for name in NAMES if name not in ("resnet34", "resnet101")] + [
-    ("cw_cnn", "hashed"), ("resnet18", "hashed"), ("hrs_cnn", "hashed"), ("hashnet_cnn", "compression")]
+    ("cwcnn", "hashed"), ("resnet18", "hashed"), ("hrs_cnn", "hashed"), ("hashnet_cnn", "compression")]
 
 
 @pytest.mark.parametrize("name, variant", ROUND_TRIPS)
@@ -181,8 +181,8 @@ def test_config_round_trip_gives_equal_outputs(name, variant):
 
 @pytest.mark.parametrize("kind", list(STOCHASTIC))
 def test_stochastic_head_is_random_until_switched_off(kind):
-    model = cw_cnn(**TEST_CONFIGS["cw_cnn"], defense={"stochastic": STOCHASTIC[kind]})
-    x = _batch(TEST_CONFIGS["cw_cnn"]["input_shape"])
+    model = cwcnn(**TEST_CONFIGS["cwcnn"], defense={"stochastic": STOCHASTIC[kind]})
+    x = _batch(TEST_CONFIGS["cwcnn"]["input_shape"])
     outs = {_np(model(x)).tobytes() for _ in range(5)}
     assert len(outs) > 1
     set_randomness(model, False)
@@ -190,8 +190,8 @@ def test_stochastic_head_is_random_until_switched_off(kind):
 
 
 def test_conv_noise_is_random_until_switched_off():
-    cfg = TEST_CONFIGS["seed_cnn7"]
-    model = seed_cnn7(**cfg, defense={"conv_noise": CONV_NOISE})
+    cfg = TEST_CONFIGS["cnn7"]
+    model = cnn7(**cfg, defense={"conv_noise": CONV_NOISE})
     assert model.get_layer("conv1_noise").stddev == 0.1
     assert model.get_layer("conv2_noise").stddev == 0.05
     assert model.layers[1].name == "conv1_noise"  # noise comes before the first conv
@@ -292,7 +292,7 @@ def _dense_params(n_in, n_out):
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
-def test_seed_cnn7_parameter_count(shape):
+def test_cnn7_parameter_count(shape):
     h, _, c = shape
     # 3x3 "valid" convs, 2x2 pools: h -> h-4 -> (h-4)//2 -> -4 -> //2.
     side = ((h - 4) // 2 - 4) // 2
@@ -300,15 +300,15 @@ def test_seed_cnn7_parameter_count(shape):
                 + _conv_params(3, 128, 64) + _dense_params(side * side * 64, 256) + _dense_params(256, 256)
                 + _dense_params(256, 10))
     assert expected == {(28, 28, 1): 626_634, (32, 32, 3): 775_242}[shape]
-    model = seed_cnn7(input_shape=shape)
+    model = cnn7(input_shape=shape)
     assert model.count_params() == expected
     assert _np(model(_batch(shape))).shape == (2, 10)
 
 
 @pytest.mark.parametrize("shape, expected", [((28, 28, 1), 312_202), ((32, 32, 3), 1_147_978)])
-def test_cw_cnn_widths_follow_input_channels(shape, expected):
+def test_cwcnn_widths_follow_input_channels(shape, expected):
     # Carlini & Wagner's MNIST and CIFAR-10 models.
-    assert cw_cnn(input_shape=shape).count_params() == expected
+    assert cwcnn(input_shape=shape).count_params() == expected
 
 
 def test_hashnet_compression_hashes_every_layer():
@@ -336,10 +336,10 @@ def test_stage_outputs_are_named(name, expected):
 
 
 def test_normalization_lives_inside_the_model():
-    cfg = TEST_CONFIGS["cw_cnn"]
+    cfg = TEST_CONFIGS["cwcnn"]
     mean, std = 0.1307, 0.3081
-    model = cw_cnn(**cfg, mean=mean, std=std)
-    plain = cw_cnn(**cfg)
+    model = cwcnn(**cfg, mean=mean, std=std)
+    plain = cwcnn(**cfg)
     plain.set_weights(model.get_weights())
     x = _batch(cfg["input_shape"])
     np.testing.assert_allclose(_np(model(x)), _np(plain((x - mean) / std)), rtol=1e-4, atol=1e-5)
@@ -350,14 +350,14 @@ def test_normalization_lives_inside_the_model():
 
 @pytest.mark.parametrize("builder, kwargs, match", [
     (inception_v3, {"input_shape": (74, 74, 3)}, "at least 75x75"),
-    (seed_cnn7, {"input_shape": (28, 28)}, "height, width, channels"),
-    (seed_cnn7, {"input_shape": (10, 10, 1)}, "at least"),
-    (seed_cnn7, {"input_shape": None}, "height, width, channels"),
-    (cw_cnn, {"input_shape": (28, 28, 2)}, "widths"),
+    (cnn7, {"input_shape": (28, 28)}, "height, width, channels"),
+    (cnn7, {"input_shape": (10, 10, 1)}, "at least"),
+    (cnn7, {"input_shape": None}, "height, width, channels"),
+    (cwcnn, {"input_shape": (28, 28, 2)}, "widths"),
     (resnet18, {"width": 0}, "width"),
     (resnet18, {"defense": {"stochastic": {"kind": "sap"}}}, "extra_fc"),
     (resnet18, {"defense": {"hashed": [1 / 8, 1 / 8]}}, "extra_fc"),
-    (seed_cnn7, {"defense": {"conv_noise": {"init": -1.0}}}, "conv_noise"),
+    (cnn7, {"defense": {"conv_noise": {"init": -1.0}}}, "conv_noise"),
     (hrs_cnn, {"channels": (0, 3)}, "channels"),
 ])
 def test_impossible_arguments_raise(builder, kwargs, match):
@@ -368,9 +368,9 @@ def test_impossible_arguments_raise(builder, kwargs, match):
 # Full-size models (ImageNet-sized Inception and all): run with `-m slow`.
 FULL_SIZE_PARAMS = {
     # name: (kwargs, total params incl. BN moving statistics)
-    "seed_cnn7": ({}, 626_634),
+    "cnn7": ({}, 626_634),
     "hashnet_cnn": ({}, 3_423_498),
-    "cw_cnn": ({"input_shape": (32, 32, 3)}, 1_147_978),
+    "cwcnn": ({"input_shape": (32, 32, 3)}, 1_147_978),
     "hrs_cnn": ({"input_shape": (32, 32, 3)}, 11_479_780),
     "vgg16": ({}, 15_257_802),
     "vgg19": ({}, 20_571_338),

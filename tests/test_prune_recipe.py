@@ -1,6 +1,6 @@
 """Seed 002's pruning + logits-augmentation recipe (`hardened.recipes.prune`).
 
-A tiny `cw_cnn` (TEST_CONFIGS widths) on synthetic 28x28 images: a base recipe
+A tiny `cwcnn` (TEST_CONFIGS widths) on synthetic 28x28 images: a base recipe
 and a 3-round prune recipe are registered for the module and run once through
 `run_recipe`; no dataset files are read.
 """
@@ -26,7 +26,7 @@ from hardened.zoo.hub import apply_view
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROUNDS, CONV_FRAC, DENSE_FRAC, TAU = 3, 0.05, 0.1, 4.0
-WIDTHS = list(TEST_CONFIGS["cw_cnn"]["widths"])
+WIDTHS = list(TEST_CONFIGS["cwcnn"]["widths"])
 
 
 def synthetic(n, seed):
@@ -44,9 +44,9 @@ TRAIN, TEST = synthetic(256, 0), synthetic(64, 1)
 BASE_FIT = {"epochs": 10, "batch_size": 32, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
             "warmup_epochs": 0.5, "augment": None}
 RECIPES = {
-    "tcw-base": {"kind": "base", "builder": "cw_cnn", "dataset": "mnist",
+    "tcw-base": {"kind": "base", "builder": "cwcnn", "dataset": "mnist",
                  "kwargs": {"input_shape": [28, 28, 1], "widths": WIDTHS}, "fit": BASE_FIT},
-    "tcw-prune": {"kind": "prune", "base": "tcw-base", "builder": "cw_cnn", "dataset": "mnist", "rounds": ROUNDS,
+    "tcw-prune": {"kind": "prune", "base": "tcw-base", "builder": "cwcnn", "dataset": "mnist", "rounds": ROUNDS,
                   "dense_fraction": DENSE_FRAC, "conv_fraction": CONV_FRAC, "tau": TAU,
                   "fit": dict(BASE_FIT, epochs=1, lr=0.02, warmup_epochs=0.0)},
 }
@@ -148,7 +148,7 @@ def test_checkpoint_reloads_with_identical_logits(env):
     pruned = hardened.load_pretrained(env["full"])
     meta = pruned.hardened_metadata
     kwargs = dict(meta["architecture"]["kwargs"], defense=None)
-    plain = build_model("cw_cnn", **kwargs)
+    plain = build_model("cwcnn", **kwargs)
     for layer in plain.layers:
         weights = pruned.get_layer(layer.name).get_weights()
         if layer.weights:
@@ -244,7 +244,7 @@ def test_presets_are_well_formed():
     for name in ("cwcnn-prune-mnist", "cwcnn-prune-cifar10"):
         recipe = presets.RECIPES[name]
         base = presets.RECIPES[recipe["base"]]
-        assert base["kind"] == "base" and base["builder"] == recipe["builder"] == "cw_cnn"
+        assert base["kind"] == "base" and base["builder"] == recipe["builder"] == "cwcnn"
         assert base["dataset"] == recipe["dataset"]
         fit, schedule = prune_mod._resolve_settings(name, recipe, {"epochs": None})
         assert schedule == {"rounds": 20, "dense_fraction": 0.1, "conv_fraction": 0.05}
@@ -271,7 +271,7 @@ def test_missing_base_or_other_architecture_is_refused(env, patched, tmp_path):
     patched.setitem(RECIPES, "tcw-prune", dict(RECIPES["tcw-prune"], dataset="cifar10"))
     with pytest.raises(ValueError, match="trained on 'mnist'"):
         run_mod.run_recipe("tcw-prune", tmp_path / "p", base_dir=env["base"], verbose=0)
-    other = build_model("cw_cnn", input_shape=(28, 28, 1), widths=(4, 4, 8, 8, 16, 16), defense="prune")
+    other = build_model("cwcnn", input_shape=(28, 28, 1), widths=(4, 4, 8, 8, 16, 16), defense="prune")
     with pytest.raises(ValueError, match="same architecture"):
         prune_mod.copy_into_prunable(hardened.load_pretrained(env["base"]), other)
 

@@ -289,7 +289,7 @@ def test_run_recipe_base_then_hash(tiny_env, monkeypatch):
 
 # ----------------------------------------------------------------- CR search (seed 000 Algorithm 1)
 def test_paper_grid_and_reduced_grid():
-    cr1, cr2 = cr_search.paper_grid(256, 256, 256, 10)  # seed_cnn7's fc2 and logits
+    cr1, cr2 = cr_search.paper_grid(256, 256, 256, 10)  # cnn7's fc2 and logits
     assert cr1[0] == pytest.approx(1 / 256) and cr1[-1] == pytest.approx(1 / 32768) and len(cr1) == 8
     assert cr2[0] == 0.5 and cr2[-1] == pytest.approx(1 / 2048) and len(cr2) == 11
     cr1, cr2 = cr_search.paper_grid(256, 256, 256, 10, start=(1 / 16, 1 / 2), min_cr=(1 / 65536, 1 / 2048))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hardened.layers import StochasticActivationPruning, randomized_layers, sap_view, set_randomness
-from hardened.models import cw_cnn
+from hardened.models import cwcnn
 from hardened.zoo import registry as reg
 from hardened.zoo.hub import apply_view
 
@@ -27,7 +27,7 @@ def _numpy(x):
 @pytest.fixture(scope="module")
 def small():
     keras.utils.set_random_seed(0)
-    model = cw_cnn((28, 28, 1), widths=(4, 4, 8, 8, 32, 16))
+    model = cwcnn((28, 28, 1), widths=(4, 4, 8, 8, 32, 16))
     x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
     return model, x
 
@@ -35,7 +35,7 @@ def small():
 def test_view_has_the_sap_recipe_architecture_and_shares_the_weights(small):
     model, _ = small
     view = sap_view(model)
-    recipe = cw_cnn((28, 28, 1), widths=(4, 4, 8, 8, 32, 16),
+    recipe = cwcnn((28, 28, 1), widths=(4, 4, 8, 8, 32, 16),
                     defense={"stochastic": {"kind": "sap", "ratio": 1.0, "seed": 0}})
     assert [layer.name for layer in view.layers] == [layer.name for layer in recipe.layers]
     assert view.get_layer("fc1_sap").get_config() == recipe.get_layer("fc1_sap").get_config()

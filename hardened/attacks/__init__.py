@@ -29,8 +29,8 @@ from hardened.attacks.autoattack import AutoAttack
 from hardened.attacks.base import ATTACKS, Attack, check_labels, get_attack, list_attacks, norms
 from hardened.attacks.cw import EAD, CarliniWagnerL2
 from hardened.attacks.ddn import DDN
-from hardened.attacks.fab import FABT
 from hardened.attacks.deepfool import DeepFool, deepfool_rho
+from hardened.attacks.fab import FABT
 from hardened.attacks.gradient import BIM, FGSM, MIM, PGD
 from hardened.attacks.jsma import JSMA
 from hardened.attacks.losses import LOSSES

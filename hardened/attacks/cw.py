@@ -7,7 +7,6 @@ from hardened.attacks import _grad, _ops
 from hardened.attacks.base import Attack, norms, register
 from hardened.attacks.losses import margin
 
-
 _B1, _B2, _EPS_ADAM = 0.9, 0.999, 1e-8
 
 

@@ -121,15 +121,15 @@ DATASETS = {
         notes=(
             "CIFAR-10, 50000 train / 10000 test, 32x32 RGB. Reference train "
             "mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435, 0.2616). "
-            "CAVEAT: the offline copy provided in this project's environment "
-            "(shared/data, rebuilt by make_keras_cache.py) is NOT lossless: "
+            "CAVEAT: the offline copy the zoo was trained and evaluated on is "
+            "NOT lossless: "
             "its pixels are decoded JPEG re-encodings (about quality 75, 4:2:0 "
             "chroma), off by up to ~23 grey levels with lower per-channel std, "
             "and its test set is in class round-robin order "
             "(y_test == [0..9] * 1000), not the official order. Its batches "
             "lack the official 'filenames' key, which load_dataset uses to "
             "warn. Treat accuracy and robustness numbers on that copy as "
-            "approximate; see shared/data/README.md."
+            "approximate."
         ),
         aliases=("cifar-10",),
     ),

@@ -2,7 +2,7 @@
 
 Entry point::
 
-    results = hardened.evaluation.evaluate(model, (x, y), suite="seed", n=500, out_dir="runs/eval")
+    results = hardened.evaluation.evaluate(model, (x, y), suite="hash-gi", n=500, out_dir="runs/eval")
 
 Importing this package is cheap: attacks, tqdm and matplotlib are imported
 only when an evaluation runs.

@@ -12,12 +12,7 @@ import numpy as np
 
 from hardened.data import load_dataset
 from hardened.evaluation import metrics
-from hardened.evaluation.evaluate import (
-    _checkpoint_info,
-    _metadata_dataset,
-    _randomness_resetter,
-    package_versions,
-)
+from hardened.evaluation.evaluate import _checkpoint_info, _metadata_dataset, _randomness_resetter, package_versions
 from hardened.layers import randomized_layers
 
 #: Test-set passes averaged for a randomized model (as the HRS recipe's ``eval_passes``).

@@ -11,7 +11,7 @@ import numpy as np
 
 from hardened.attacks.transfer import TransferAttack
 from hardened.data import canonical_dataset, load_dataset
-from hardened.evaluation import _run, masking, metrics, suites
+from hardened.evaluation import _run, masking, metrics, records, suites
 from hardened.layers.stochastic import randomized_layers
 from hardened.validation import check_images
 
@@ -23,7 +23,7 @@ SCHEMA_VERSION = 1
 ESTIMATOR_SUBSET = 100
 
 
-def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_dir=None, dataset=None,
+def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, out_dir=None, dataset=None,
              progress=True, quick=False, only=None, data_dir=None, strict=False, masking_subset=None, resume=False,
              adaptive_eps=None, eot_samples=None, transfer_source=None):
     """Evaluate the robustness of a classifier with a suite of attacks.
@@ -37,8 +37,9 @@ def evaluate(model, data=None, suite="seed", n=500, seed=0, batch_size=128, out_
         data: ``(x, y)``: images in [0, 1] and integer labels. If omitted, the
             test split of the dataset named by ``dataset`` or by the model's
             ``hardened_metadata`` is loaded with `hardened.data.load_dataset`.
-        suite: ``"seed"``, ``"adaptive"``, ``"full"``, ``"seed002"`` or
-            ``"seed003"`` (see `hardened.evaluation.suites`).
+        suite: ``"hash-gi"``, ``"adaptive"``, ``"full"``, ``"prune-la"`` or
+            ``"defendpp"`` (see `hardened.evaluation.suites`; the old names ``"seed"``,
+            ``"seed002"``, ``"seed003"`` work with a DeprecationWarning).
         n: Number of test images (the first ``n``); attacks with a paper-given
             count (e.g. 100 source images for targeted attacks) use at most that.
         seed: Seed of every random draw (reset before each attack).
@@ -277,7 +278,7 @@ def _load_partial(path, run_key):
         return {}
     if saved.get("run_key") != json.loads(json.dumps(run_key, sort_keys=True, default=str)):
         return {}  # other weights, images, seed or backend: nothing can be reused
-    return saved.get("attacks", {})
+    return records.upgrade_results(saved).get("attacks", {})  # rows saved under an old suite name
 
 
 def _write_partial(path, run_key, attacks):
@@ -490,7 +491,7 @@ def _estimator_terms(model, x, batch_size):
 def _summary(entries, clean_acc):
     ok = [e for e in entries if e["status"] == "ok" and e["success_rate"] is not None
           and not _isnan(e["success_rate"])]
-    white_seed = [e for e in ok if e["suite"] == "seed" and not e["black_box"] and e["metric"] == "success_rate"]
+    white_seed = [e for e in ok if e["suite"] == "hash-gi" and not e["black_box"] and e["metric"] == "success_rate"]
     worst = {}
     for e in ok:
         if e["targeted"] or e["eps"] is None:

@@ -1,9 +1,10 @@
 """Attack suites: which attacks an evaluation runs, with which parameters.
 
 Two general suites, ``full`` = both, and one suite per seed paper whose card
-reports that paper's own protocol:
+reports that paper's own protocol. Each paper suite is named after the defense
+its paper proposes (the word "seed" means a random seed in this package):
 
-* ``seed``: the seed papers' protocol (seed 000 Table II/III, with the ε of
+* ``hash-gi``: the seed papers' protocol (seed 000 Table II/III, with the ε of
   seeds 002-004 where they are larger): FGSM, BIM, MIM, JSMA-F/Z, C&W, EAD,
   DeepFool-ρ, BPDA (softmax → sigmoid), substitute-model transfer (FGSM and
   C&W) and ZOO (untargeted and targeted).
@@ -12,12 +13,12 @@ reports that paper's own protocol:
   (C&W) and DLR losses, BPDA, EOT (n = 10) and fixed-randomness PGD for
   randomized models, Square (gradient-free) and AutoAttack (``standard``, or
   ``rand`` for randomized models; `hardened.attacks.AutoAttack`, any backend).
-* ``seed002``: seed 002's protocol (pruning + logits augmentation, Tables
+* ``prune-la``: seed 002's protocol (pruning + logits augmentation, Tables
   I-II): FGSM untargeted and targeted and BIM targeted (plus untargeted) at
   ε = 0.1 / 0.15 / 0.25, C&W with 100 iterations and 10 binary-search steps,
   DDN, and the grey-box transfer rows (C&W and FGSM crafted on the unpruned
   source model, scored on the evaluated one).
-* ``seed003``: seed 003's protocol (Defend++, Tables 1-3): FGSM (ε 0.2 MNIST,
+* ``defendpp``: seed 003's protocol (Defend++, Tables 1-3): FGSM (ε 0.2 MNIST,
   0.05 CIFAR-10), BIM with 100 iterations, C&W 5 x 20, DDN; the paper reports
   accuracy under attack, which the card derives from the same counts.
 
@@ -34,17 +35,22 @@ papers are written in each spec's ``note``.
 import copy
 import json
 import numbers
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from hardened.data import canonical_dataset
 
-SUITES = ("seed", "adaptive", "full", "seed002", "seed003")
+SUITES = ("hash-gi", "adaptive", "full", "prune-la", "defendpp")
+
+#: Suite names before issue 20 ("seed" now only means a random seed) -> the paper each protocol comes from.
+#: Results files written before the rename carry the old names; `canonical_suite` maps them.
+DEPRECATED_SUITES = {"seed": "hash-gi", "seed002": "prune-la", "seed003": "defendpp"}
 
 #: The suites that reproduce one seed paper's protocol (suite name -> what it is).
 PAPER_SUITES = {
-    "seed002": "seed 002 (pruning + logits augmentation): FGSM, targeted FGSM/BIM, C&W, DDN, grey-box transfer",
-    "seed003": "seed 003 (Defend++): FGSM, BIM, C&W, DDN, reported as accuracy under attack",
+    "prune-la": "seed 002 (pruning + logits augmentation): FGSM, targeted FGSM/BIM, C&W, DDN, grey-box transfer",
+    "defendpp": "seed 003 (Defend++): FGSM, BIM, C&W, DDN, reported as accuracy under attack",
 }
 
 #: Canonical dataset name (`hardened.data.canonical_dataset`; aliases resolve there) -> parameter family.
@@ -113,14 +119,30 @@ SEED002_EPS = (0.1, 0.15, 0.25)
 #: Seed 002's targeted C&W and BIM attack 9 (image, target) pairs per image; seed 003's attacks are all
 #: cheap (single-step, 100 iterations or 5 x 20), so nothing is capped there.
 QUICK_IMAGES_BY_SUITE = {
-    "seed002": {"C&W": 10, "Grey-C&W": 10, **{f"BIM-T-{e:g}": 100 for e in SEED002_EPS}},
-    "seed003": {},
+    "prune-la": {"C&W": 10, "Grey-C&W": 10, **{f"BIM-T-{e:g}": 100 for e in SEED002_EPS}},
+    "defendpp": {},
 }
 
 #: Why a transfer spec is skipped when `evaluate` got no ``transfer_source``.
 TRANSFER_SKIP_REASON = ("grey-box transfer needs the source model the examples are crafted on (seed 002: the "
                         "unpruned model); pass evaluate(..., transfer_source=model) or "
                         "`hardened evaluate NAME --transfer-from SOURCE`")
+
+
+def canonical_suite(suite, warn=False):
+    """The current name of a suite name (``"seed002"`` -> ``"prune-la"``); other names are returned as given.
+
+    Args:
+        suite: A suite name, old or current.
+        warn: Emit a DeprecationWarning for an old name (for names a user typed; results files written before
+            the rename are read without one).
+    """
+    if isinstance(suite, str) and suite in DEPRECATED_SUITES:
+        if warn:
+            warnings.warn(f"The suite {suite!r} is now called {DEPRECATED_SUITES[suite]!r}; the old name will be "
+                          "removed.", DeprecationWarning, stacklevel=3)
+        return DEPRECATED_SUITES[suite]
+    return suite
 
 
 def madry_step(eps, steps):
@@ -135,7 +157,7 @@ class AttackSpec:
     Attributes:
         name: Display name, unique within a suite ("FGSM", "JSMA-F", "EOT-PGD-margin").
         attack: Name for `hardened.attacks.get_attack`.
-        suite: ``"seed"``, ``"adaptive"``, ``"seed002"`` or ``"seed003"``.
+        suite: ``"hash-gi"``, ``"adaptive"``, ``"prune-la"`` or ``"defendpp"``.
         params: Keyword arguments of ``get_attack`` (the attack's hyper-parameters).
         targeted: Seed 000's targeted protocol (first correct images x all
             wrong targets) instead of untargeted.
@@ -220,7 +242,7 @@ def settings(family):
     return copy.deepcopy(SETTINGS[family])
 
 
-def _seed_specs(family):
+def _hash_gi_specs(family):
     s = SETTINGS[family]
     eps = s["linf_eps"]
     steps = ITERATIVE_STEPS
@@ -246,47 +268,47 @@ def _seed_specs(family):
     zoo_note = ("1000 iterations x 128 coordinates, lr 0.01 as the reference code; c = 10 fixed instead of a "
                 "9-step binary search from 0.01: success at least as likely, distortion possibly larger")
     specs = [
-        AttackSpec("FGSM", "fgsm", "seed", {"eps": eps}, eps=eps,
+        AttackSpec("FGSM", "fgsm", "hash-gi", {"eps": eps}, eps=eps,
                    source=src + "; full test set in the paper"),
-        AttackSpec("BIM", "bim", "seed", {"eps": eps, "steps": steps, "step_size": step}, eps=eps,
+        AttackSpec("BIM", "bim", "hash-gi", {"eps": eps, "steps": steps, "step_size": step}, eps=eps,
                    source=src + "; 100 iterations as seed 003"),
-        AttackSpec("MIM", "mim", "seed", {"eps": eps, "steps": steps, "step_size": step, "decay": 1.0},
+        AttackSpec("MIM", "mim", "hash-gi", {"eps": eps, "steps": steps, "step_size": step, "decay": 1.0},
                    eps=eps, source=src + "; decay 1.0 (Cleverhans default); 100 iterations as BIM"),
-        AttackSpec("JSMA-F", "jsma", "seed", {"variant": "F", **jsma}, targeted=True, norm="l0",
+        AttackSpec("JSMA-F", "jsma", "hash-gi", {"variant": "F", **jsma}, targeted=True, norm="l0",
                    max_images=100, paper_images=100,
                    source="seed 000: first 100 correct images x 9 targets; Cleverhans defaults"),
-        AttackSpec("JSMA-Z", "jsma", "seed", {"variant": "Z", **jsma}, targeted=True, norm="l0",
+        AttackSpec("JSMA-Z", "jsma", "hash-gi", {"variant": "Z", **jsma}, targeted=True, norm="l0",
                    max_images=100, paper_images=100,
                    source="seed 000: first 100 correct images x 9 targets; Cleverhans defaults"),
-        AttackSpec("C&W", "cw_l2", "seed", dict(cw), targeted=True, norm="l2", max_images=100,
+        AttackSpec("C&W", "cw_l2", "hash-gi", dict(cw), targeted=True, norm="l2", max_images=100,
                    paper_images=100,
                    source="seed 000: first 100 correct images x 9 targets; Cleverhans C&W defaults"),
-        AttackSpec("EAD", "ead", "seed", dict(ead), targeted=True, norm="l1", max_images=100, paper_images=100,
+        AttackSpec("EAD", "ead", "hash-gi", dict(ead), targeted=True, norm="l1", max_images=100, paper_images=100,
                    source="seed 000: first 100 correct images x 9 targets; Cleverhans EAD defaults"),
-        AttackSpec("DeepFool", "deepfool", "seed", {"norm": "l2", "overshoot": 0.02, "steps": 50, "candidates": 10},
+        AttackSpec("DeepFool", "deepfool", "hash-gi", {"norm": "l2", "overshoot": 0.02, "steps": 50, "candidates": 10},
                    norm="l2",
                    metric="deepfool_rho",
                    source="seed 000 Table II 'Robustness (DeepFool)': mean ||r||2/||x||2"),
-        AttackSpec("BPDA", "pgd", "seed",
+        AttackSpec("BPDA", "pgd", "hash-gi",
                    {"norm": "linf", "eps": eps, "steps": steps, "step_size": step, "random_start": False,
                     "loss": "ce"},
                    eps=eps, wrapper="bpda", wrapper_params={"softmax_to_sigmoid": True}, max_images=1000,
                    paper_images=1000,
                    source="seed 000: softmax replaced by sigmoid in the backward pass, 1000 images, untargeted"),
-        AttackSpec("Sub-FGSM", "substitute", "seed",
+        AttackSpec("Sub-FGSM", "substitute", "hash-gi",
                    {**substitute, "craft": "fgsm", "eps": eps}, eps=eps, black_box=True,
                    source="seed 000 Table III: Papernot substitute trained from the first 150 test images "
                           "(labels by query), 5 Jacobian augmentations, FGSM transfer",
                    note="the substitute is fitted on the first 150 evaluation images, as seed 000"),
-        AttackSpec("Sub-CW", "substitute", "seed",
+        AttackSpec("Sub-CW", "substitute", "hash-gi",
                    {**substitute, "craft": "cw", "craft_params": dict(cw)},
                    targeted=True, norm="l2", black_box=True, max_images=100, paper_images=100,
                    source="seed 000 Table III: substitute + targeted C&W transfer (first 100 correct x 9), "
                           "C&W with the white-box C&W's parameters"),
-        AttackSpec("ZOO-untargeted", "zoo", "seed", dict(zoo), norm="l2", black_box=True, max_images=1000,
+        AttackSpec("ZOO-untargeted", "zoo", "hash-gi", dict(zoo), norm="l2", black_box=True, max_images=1000,
                    paper_images=1000, source="seed 000 Table III: ZOO-ADAM, 1000 untargeted examples",
                    note=zoo_note),
-        AttackSpec("ZOO-targeted", "zoo", "seed", dict(zoo), targeted=True, norm="l2", black_box=True,
+        AttackSpec("ZOO-targeted", "zoo", "hash-gi", dict(zoo), targeted=True, norm="l2", black_box=True,
                    max_images=100, paper_images=100,
                    source="seed 000 Table III: ZOO-ADAM, 9 x 100 targeted examples", note=zoo_note),
     ]
@@ -345,7 +367,7 @@ def _adaptive_specs(family, randomized, backend, eps=None, eot_samples=None):
     return specs
 
 
-def _seed002_specs(family):
+def _prune_la_specs(family):
     """Seed 002 (Wang et al., pruning + logits augmentation), Tables I (MNIST) and II (CIFAR-10)."""
     table = "Table I (MNIST)" if family == "mnist" else "Table II (CIFAR-10)"
     paper = f"seed 002 {table}"
@@ -366,41 +388,41 @@ def _seed002_specs(family):
     specs = []
     for eps in SEED002_EPS:
         specs.append(AttackSpec(
-            f"FGSM-{eps:g}", "fgsm", "seed002", {"eps": eps}, eps=eps, max_images=1000, paper_images=1000,
+            f"FGSM-{eps:g}", "fgsm", "prune-la", {"eps": eps}, eps=eps, max_images=1000, paper_images=1000,
             source=f"{paper}: untargeted FGSM eps = {eps:g}; {samples}"))
     for eps in SEED002_EPS:
         specs.append(AttackSpec(
-            f"FGSM-T-{eps:g}", "fgsm", "seed002", {"eps": eps}, targeted=True, eps=eps, max_images=1000,
+            f"FGSM-T-{eps:g}", "fgsm", "prune-la", {"eps": eps}, targeted=True, eps=eps, max_images=1000,
             paper_images=1000, source=f"{paper}: targeted FGSM eps = {eps:g}; {samples}", note=targeted_note))
     for eps in SEED002_EPS:
         specs.append(AttackSpec(
-            f"BIM-T-{eps:g}", "bim", "seed002", {"eps": eps, "steps": steps, "step_size": madry_step(eps, steps)},
+            f"BIM-T-{eps:g}", "bim", "prune-la", {"eps": eps, "steps": steps, "step_size": madry_step(eps, steps)},
             targeted=True, eps=eps, max_images=1000, paper_images=1000,
             source=f"{paper}: targeted BIM eps = {eps:g}; {samples}", note=f"{targeted_note}; {bim_note}"))
     for eps in SEED002_EPS:
         specs.append(AttackSpec(
-            f"BIM-{eps:g}", "bim", "seed002", {"eps": eps, "steps": steps, "step_size": madry_step(eps, steps)},
+            f"BIM-{eps:g}", "bim", "prune-la", {"eps": eps, "steps": steps, "step_size": madry_step(eps, steps)},
             eps=eps, max_images=1000,
             source=f"untargeted counterpart of {paper}'s targeted BIM at eps = {eps:g}",
             note=f"not in the paper (it reports targeted BIM only), added as the iterative counterpart of the "
                  f"untargeted FGSM row; {bim_note}"))
     specs.append(AttackSpec(
-        "C&W", "cw_l2", "seed002", dict(cw), targeted=True, norm="l2", max_images=1000, paper_images=1000,
+        "C&W", "cw_l2", "prune-la", dict(cw), targeted=True, norm="l2", max_images=1000, paper_images=1000,
         source=cw_source, note=cw_note))
     specs.append(AttackSpec(
-        "DDN", "ddn", "seed002", {"steps": 100, "init_norm": 1.0, "gamma": 0.05}, norm="l2", max_images=1000,
+        "DDN", "ddn", "prune-la", {"steps": 100, "init_norm": 1.0, "gamma": 0.05}, norm="l2", max_images=1000,
         source="seed 003's DDN (Rony et al.'s public code defaults: 100 steps, gamma 0.05, initial norm 1)",
         note="not in seed 002 (FGSM, BIM and C&W only); added so that the pruning cards show the same minimal-L2 "
              "attack as the Defend++ cards"))
     specs.append(AttackSpec(
-        "Grey-C&W", "cw_l2", "seed002", dict(cw), targeted=True, norm="l2", black_box=True, transfer=True,
+        "Grey-C&W", "cw_l2", "prune-la", dict(cw), targeted=True, norm="l2", black_box=True, transfer=True,
         max_images=1000, paper_images=1000,
         source=f"{paper} grey-box: C&W examples crafted on the unprotected model (C0) and applied to the pruned "
                f"model (C1); C&W as the white-box row; {samples}",
         note=f"{cw_note}; success = the evaluated model predicts the target"))
     for eps in SEED002_EPS:
         specs.append(AttackSpec(
-            f"Grey-FGSM-{eps:g}", "fgsm", "seed002", {"eps": eps}, eps=eps, black_box=True, transfer=True,
+            f"Grey-FGSM-{eps:g}", "fgsm", "prune-la", {"eps": eps}, eps=eps, black_box=True, transfer=True,
             max_images=1000,
             source=f"seed 002's grey-box setting (examples from the unpruned model) with untargeted FGSM "
                    f"eps = {eps:g}",
@@ -412,21 +434,21 @@ def _seed002_specs(family):
 SEED003_EPS = {"mnist": 0.2, "cifar10": 0.05}
 
 
-def _seed003_specs(family):
+def _defendpp_specs(family):
     """Seed 003 (Defend++), Sec. 4.1 and Tables 2-3: FGSM, BIM, C&W, DDN (accuracy under attack)."""
     eps = SEED003_EPS[family]
     steps = ITERATIVE_STEPS
     where = "MNIST" if family == "mnist" else "CIFAR-10"
     paper = "seed 003 Sec. 4.1"
     return [
-        AttackSpec("FGSM", "fgsm", "seed003", {"eps": eps}, eps=eps,
+        AttackSpec("FGSM", "fgsm", "defendpp", {"eps": eps}, eps=eps,
                    source=f"{paper}: FGSM eps = {eps:g} on {where}"),
-        AttackSpec("BIM", "bim", "seed003", {"eps": eps, "steps": steps, "step_size": madry_step(eps, steps)},
+        AttackSpec("BIM", "bim", "defendpp", {"eps": eps, "steps": steps, "step_size": madry_step(eps, steps)},
                    eps=eps, source=f"{paper}: BIM, 100 iterations",
                    note=f"the paper states no BIM eps or step: FGSM's eps ({eps:g}) and Madry's step 2.5*eps/100"),
         # C&W "5 x 20": 5 binary-search steps x 20 iterations. lr and c0 are not stated; those of the DDN
         # authors' public C&W (fast_adversarial, the code seed 003 took DDN from): lr 0.01, c0 = 1e-3.
-        AttackSpec("C&W", "cw_l2", "seed003",
+        AttackSpec("C&W", "cw_l2", "defendpp",
                    {"confidence": 0.0, "lr": 0.01, "binary_search_steps": 5, "steps": 20, "initial_const": 1e-3,
                     "abort_early": True},
                    norm="l2",
@@ -434,7 +456,7 @@ def _seed003_specs(family):
                           "c0 = 1e-3 of Rony et al.'s public C&W (not stated in the paper)",
                    note="untargeted (the paper reports accuracy); minimal distortion, so any misclassification "
                         "at any L2 counts: the paper's ~90 % Defend++ accuracy implies a bound it does not state"),
-        AttackSpec("DDN", "ddn", "seed003", {"steps": 100, "init_norm": 1.0, "gamma": 0.05}, norm="l2",
+        AttackSpec("DDN", "ddn", "defendpp", {"steps": 100, "init_norm": 1.0, "gamma": 0.05}, norm="l2",
                    source=f"{paper}: 'we use its public code' (Rony et al.'s DDN defaults: 100 steps, gamma 0.05, "
                           "initial norm 1)",
                    note="untargeted, minimal distortion: as C&W, any misclassification counts"),
@@ -450,8 +472,10 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
     """The attack specs of a suite.
 
     Args:
-        suite: ``"seed"``, ``"adaptive"``, ``"full"`` (seed + adaptive),
-            ``"seed002"`` or ``"seed003"`` (one seed paper's protocol).
+        suite: ``"hash-gi"``, ``"adaptive"``, ``"full"`` (hash-gi + adaptive),
+            ``"prune-la"`` or ``"defendpp"`` (one paper's protocol). The names
+            before issue 20 (``"seed"``, ``"seed002"``, ``"seed003"``) work with a
+            DeprecationWarning.
         dataset: Dataset name (chooses MNIST or CIFAR-10 settings); if ``None``,
             guessed from ``input_shape``.
         input_shape: ``(H, W, C)`` of the model input.
@@ -471,6 +495,7 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
     Returns:
         List of `AttackSpec`, in run order.
     """
+    suite = canonical_suite(suite, warn=True)
     if suite not in SUITES:
         raise ValueError(f"Unknown suite {suite!r}; expected one of {SUITES}.")
     check_adaptive_overrides(adaptive_eps, eot_samples)
@@ -480,12 +505,12 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
         backend = keras.backend.backend()
     family, _ = family_for(dataset, input_shape)
     specs = []
-    if suite == "seed002":
-        specs += _seed002_specs(family)
-    elif suite == "seed003":
-        specs += _seed003_specs(family)
-    if suite in ("seed", "full"):
-        specs += _seed_specs(family)
+    if suite == "prune-la":
+        specs += _prune_la_specs(family)
+    elif suite == "defendpp":
+        specs += _defendpp_specs(family)
+    if suite in ("hash-gi", "full"):
+        specs += _hash_gi_specs(family)
     if suite in ("adaptive", "full"):
         seen = {spec.identity() for spec in specs}
         specs += [spec for spec in _adaptive_specs(family, randomized, backend, adaptive_eps, eot_samples)

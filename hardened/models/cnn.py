@@ -45,7 +45,7 @@ def _conv_stack(x, conv, plan, padding, prefix=""):
     return keras.layers.Flatten(name=f"{prefix}flatten")(x)
 
 
-def seed_cnn7(input_shape=(28, 28, 1), num_classes=10, defense=None, dropout=None, padding="valid",
+def cnn7(input_shape=(28, 28, 1), num_classes=10, defense=None, dropout=None, padding="valid",
               hidden=(256, 256), mean=None, std=None):
     """Seed 000's 7-layer net: Conv64-Conv128-MP-Conv128-Conv64-MP-FC256-FC256-FC10.
 
@@ -63,16 +63,16 @@ def seed_cnn7(input_shape=(28, 28, 1), num_classes=10, defense=None, dropout=Non
         mean, std: Optional per-channel normalisation applied inside the model.
 
     Returns:
-        A functional `keras.Model` named ``seed_cnn7``.
+        A functional `keras.Model` named ``cnn7``.
     """
-    padding = _check_padding(padding, "seed_cnn7")
-    shape = check_input_shape(input_shape, "seed_cnn7", min_size=_min_size(padding))
-    spec = head_spec(defense, "seed_cnn7")
+    padding = _check_padding(padding, "cnn7")
+    shape = check_input_shape(input_shape, "cnn7", min_size=_min_size(padding))
+    spec = head_spec(defense, "cnn7")
     inputs = keras.Input(shape, name="input")
     x = preprocess(inputs, mean, std)
     x = _conv_stack(x, ConvFactory(spec), [64, 128, "M", 128, 64, "M"], padding)
     outputs = classifier_head(x, num_classes, hidden=hidden, defense=spec, dropout=dropout)
-    return keras.Model(inputs, outputs, name="seed_cnn7")
+    return keras.Model(inputs, outputs, name="cnn7")
 
 
 def hashnet_cnn(input_shape=(28, 28, 1), num_classes=10, defense=None, compression=None, hash_seed=0,
@@ -135,7 +135,7 @@ def _cw_widths(widths, channels, builder):
     return widths
 
 
-def cw_cnn(input_shape=(28, 28, 1), num_classes=10, defense=None, widths=None, dropout=None,
+def cwcnn(input_shape=(28, 28, 1), num_classes=10, defense=None, widths=None, dropout=None,
            mean=None, std=None):
     """Carlini & Wagner's 4-conv + 3-FC net (seeds 002 and 004's base model).
 
@@ -153,21 +153,21 @@ def cw_cnn(input_shape=(28, 28, 1), num_classes=10, defense=None, widths=None, d
         mean, std: Optional per-channel normalisation inside the model.
 
     Returns:
-        A functional `keras.Model` named ``cw_cnn``.
+        A functional `keras.Model` named ``cwcnn``.
     """
-    shape = check_input_shape(input_shape, "cw_cnn", min_size=_min_size("valid"))
-    c1, c2, c3, c4, f1, f2 = _cw_widths(widths, shape[2], "cw_cnn")
-    spec = head_spec(defense, "cw_cnn")
+    shape = check_input_shape(input_shape, "cwcnn", min_size=_min_size("valid"))
+    c1, c2, c3, c4, f1, f2 = _cw_widths(widths, shape[2], "cwcnn")
+    spec = head_spec(defense, "cwcnn")
     inputs = keras.Input(shape, name="input")
     x = preprocess(inputs, mean, std)
     x = _conv_stack(x, ConvFactory(spec), [c1, c2, "M", c3, c4, "M"], "valid")
     outputs = classifier_head(x, num_classes, hidden=(f1, f2), defense=spec, dropout=dropout)
-    return keras.Model(inputs, outputs, name="cw_cnn")
+    return keras.Model(inputs, outputs, name="cwcnn")
 
 
 def hrs_cnn(input_shape=(28, 28, 1), num_classes=10, defense=None, channels=(10, 10), seed=0, widths=None,
             dropout=None, mean=None, std=None):
-    """Seed 004's hierarchical random switching model over `cw_cnn`.
+    """Seed 004's hierarchical random switching model over `cwcnn`.
 
     Two switching blocks split between FC1 and FC2:
 
@@ -177,7 +177,7 @@ def hrs_cnn(input_shape=(28, 28, 1), num_classes=10, defense=None, channels=(10,
     * ``switch2`` (seed ``seed + 1``) over ``channels[1]`` sub-models
       ``block2_path{j}``: fc2, logits.
 
-    Every active path has `cw_cnn`'s structure. Layers inside a path are
+    Every active path has `cwcnn`'s structure. Layers inside a path are
     prefixed with its name (``block1_path3_conv1``). The defense spec applies
     per path: ``prune`` and ``conv_noise`` to every path's layers, ``hashed``
     to fc2 and logits of every block-2 path (independent hashes per path),
@@ -190,7 +190,7 @@ def hrs_cnn(input_shape=(28, 28, 1), num_classes=10, defense=None, channels=(10,
         defense: Defense spec.
         channels: ``(N1, N2)`` parallel channels of the two blocks.
         seed: Seed of ``switch1``; ``switch2`` uses ``seed + 1``.
-        widths: As in `cw_cnn`.
+        widths: As in `cwcnn`.
         dropout: Training-time dropout after fc1, at the end of block 1 (the
             reference code uses 0.3 on MNIST, 0.7 on CIFAR-10).
         mean, std: Optional per-channel normalisation inside the model (shared

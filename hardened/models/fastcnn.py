@@ -9,7 +9,7 @@ layer by the defended head of `hardened.models.heads`: two hidden FC layers
 and ``logits``, so that seed 000's hash classifier (last two FC layers) and
 GI (last three kernel layers) touch only the head, as in its 7-layer net.
 
-About 0.3 GFLOP per 32x32 image forward (seed_cnn7: 0.08, ResNet-18: 1.1).
+About 0.3 GFLOP per 32x32 image forward (cnn7: 0.08, ResNet-18: 1.1).
 """
 
 import keras

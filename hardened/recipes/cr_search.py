@@ -37,23 +37,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from hardened.evaluation.metrics import (
-    estimator_table,
-    logit_gradient_magnitude,
-    logit_variance,
-    normalize_unit,
-)
+from hardened.evaluation.metrics import estimator_table, logit_gradient_magnitude, logit_variance, normalize_unit
 from hardened.layers import HashedDense
-from hardened.models import build_model
+from hardened.models import build_model, canonical_builder
 from hardened.recipes.run import copy_weights_by_name
-from hardened.recipes.train import (
-    build_in_policy,
-    fit_model,
-    load_split,
-    provenance,
-    resolve_precision,
-    test_accuracy,
-)
+from hardened.recipes.train import build_in_policy, fit_model, load_split, provenance, resolve_precision, test_accuracy
 from hardened.zoo.checkpoint import load_pretrained, save_pretrained
 
 #: Epochs of seed 000's transfer retraining (the paper's budget per candidate).
@@ -205,7 +193,7 @@ def search_compression(base, dataset=None, out_dir=None, *, alpha=0.5, threshold
     if not arch:
         raise ValueError("The base checkpoint has no 'architecture' in its metadata: the search needs a checkpoint "
                          "written by a hardened recipe (builder and kwargs).")
-    builder, base_kwargs = arch["builder"], dict(arch["kwargs"])
+    builder, base_kwargs = canonical_builder(arch["builder"]), dict(arch["kwargs"])
     dataset = dataset or meta.get("dataset")
     if not dataset:
         raise ValueError("No dataset given and none recorded in the base checkpoint.")

@@ -39,12 +39,12 @@ def _hash(base, dataset, lr_scale=0.5):
 
 
 RECIPES = {
-    "cnn7-mnist": {"kind": "base", "builder": "seed_cnn7", "dataset": "mnist",
+    "cnn7-mnist": {"kind": "base", "builder": "cnn7", "dataset": "mnist",
                    "kwargs": {"input_shape": [28, 28, 1], **MNIST_NORM}, "fit": _CNN7_MNIST_FIT},
-    "cnn7-fashion-mnist": {"kind": "base", "builder": "seed_cnn7", "dataset": "fashion_mnist",
+    "cnn7-fashion-mnist": {"kind": "base", "builder": "cnn7", "dataset": "fashion_mnist",
                            "kwargs": {"input_shape": [28, 28, 1], **FASHION_NORM},
                            "fit": _CNN7_MNIST_FIT},
-    "cnn7-cifar10": {"kind": "base", "builder": "seed_cnn7", "dataset": "cifar10",
+    "cnn7-cifar10": {"kind": "base", "builder": "cnn7", "dataset": "cifar10",
                      "kwargs": {"input_shape": [32, 32, 3], **CIFAR_NORM}, "fit": _CNN7_CIFAR_FIT},
     "fastcnn-cifar10": {"kind": "base", "builder": "fastcnn", "dataset": "cifar10", "init": "whiten_stem",
                         "kwargs": {"input_shape": [32, 32, 3], **CIFAR_NORM}, "fit": _FAST_CIFAR_FIT},
@@ -73,15 +73,15 @@ _CWCNN_MNIST_FIT = dict(_CNN7_MNIST_FIT, epochs=6)
 _CWCNN_CIFAR_FIT = dict(_CNN7_CIFAR_FIT, epochs=20)
 _PRUNE_FIT = {"epochs": 1, "warmup_epochs": 0.0}  # per round; LR decays linearly to 0 within the round
 RECIPES.update({
-    "cwcnn-mnist": {"kind": "base", "builder": "cw_cnn", "dataset": "mnist",
+    "cwcnn-mnist": {"kind": "base", "builder": "cwcnn", "dataset": "mnist",
                     "kwargs": {"input_shape": [28, 28, 1], **MNIST_NORM}, "fit": _CWCNN_MNIST_FIT},
-    "cwcnn-cifar10": {"kind": "base", "builder": "cw_cnn", "dataset": "cifar10",
+    "cwcnn-cifar10": {"kind": "base", "builder": "cwcnn", "dataset": "cifar10",
                       "kwargs": {"input_shape": [32, 32, 3], **CIFAR_NORM}, "fit": _CWCNN_CIFAR_FIT},
     # "builder" is the base's (listings show it; the prune runner checks it against the base checkpoint).
-    "cwcnn-prune-mnist": {"kind": "prune", "base": "cwcnn-mnist", "builder": "cw_cnn", "dataset": "mnist",
+    "cwcnn-prune-mnist": {"kind": "prune", "base": "cwcnn-mnist", "builder": "cwcnn", "dataset": "mnist",
                           "rounds": 20, "dense_fraction": 0.1, "conv_fraction": 0.05, "tau": 4.0,
                           "fit": dict(_CWCNN_MNIST_FIT, **_PRUNE_FIT, lr=0.01)},
-    "cwcnn-prune-cifar10": {"kind": "prune", "base": "cwcnn-cifar10", "builder": "cw_cnn", "dataset": "cifar10",
+    "cwcnn-prune-cifar10": {"kind": "prune", "base": "cwcnn-cifar10", "builder": "cwcnn", "dataset": "cifar10",
                             "rounds": 20, "dense_fraction": 0.1, "conv_fraction": 0.05, "tau": 6.0,
                             "fit": dict(_CWCNN_CIFAR_FIT, **_PRUNE_FIT, lr=0.004)},
 })
@@ -92,7 +92,7 @@ RECIPES.update({
 # on CIFAR-10, 28/14/7 on MNIST), joint training. SGD momentum 0.9, weight decay 5e-4, batch 256 as the paper;
 # its 250-300 epochs with step decay become a short warm-up + linear-decay schedule.
 # Width 0.5, not 1.0: a full-width CIFAR ResNet-18 is 1.11 GFLOP/image forward (~3.3 train), 167 TFLOP per
-# CIFAR-10 epoch, over 4 min/epoch even at the ~650 GFLOP/s bf16 peak of this 2-core CPU; width 0.5 is 0.28
+# CIFAR-10 epoch, over 4 min/epoch even at the ~650 GFLOP/s bf16 peak of a 2-core CPU; width 0.5 is 0.28
 # GFLOP (4x cheaper; the decoder, H/U modules and the AE-only stage 4 add ~0.13 -> ~0.41 GFLOP), i.e. ~42
 # (control) / ~62 (Defend++) TFLOP per epoch. MNIST: 0.23 / ~0.28 GFLOP at width 0.5. Each pair
 # "resnet18-defendpp-X" / "resnet18-X" differs only in "decoder" (same init, batches and schedule): the
@@ -124,7 +124,7 @@ RECIPES.update({
 # --- hrs and baseline recipes (hardened.recipes.hrs, hardened.recipes.adversarial) ---
 # Seed 004: HRS and the baselines it is compared with by DES, all on the undefended bases cwcnn-mnist /
 # cwcnn-cifar10 (prune block) and with their schedules, so that a point of the DES chart differs from its base
-# only by the defense. Costs measured with cw_cnn in mixed_bfloat16 on this 2-core CPU while another training
+# only by the defense. Costs measured with cwcnn in mixed_bfloat16 on a 2-core CPU while another training
 # job shared it (about half as long on idle cores): a clean epoch takes ~1.1 min on MNIST, ~3.8 min on CIFAR-10;
 # an input gradient of a 128-batch ~0.08 s / 0.27 s against ~0.2 s / 0.6 s for a train step.
 _CW_FIT = {d: dict(RECIPES[f"cwcnn-{d}"]["fit"]) for d in ("mnist", "cifar10")}
@@ -142,7 +142,7 @@ def _hrs(dataset, channels, block1_epochs, block2_epochs):
 
 
 def _stochastic(dataset, **defense):
-    return {"kind": "base", "builder": "cw_cnn", "dataset": dataset,
+    return {"kind": "base", "builder": "cwcnn", "dataset": dataset,
             "kwargs": {**_CW_KWARGS[dataset], "defense": defense}, "fit": dict(_CW_FIT[dataset])}
 
 
@@ -174,7 +174,7 @@ RECIPES.update({
     # Madry et al.'s MNIST adversary (eps 0.3, PGD-40, step 0.01, random start) on the base net, with Adam as
     # they used; eps ramps up over the first epoch so that a 6-epoch run starts learning before it is hard.
     # ~3.5 s per 128-batch: ~27 min per epoch, ~2.7 h in all.
-    "cwcnn-advtrain-mnist": {"kind": "adversarial", "builder": "cw_cnn", "dataset": "mnist",
+    "cwcnn-advtrain-mnist": {"kind": "adversarial", "builder": "cwcnn", "dataset": "mnist",
                              "kwargs": dict(_CW_KWARGS["mnist"]), "attack": "pgd", "eps": 0.3, "steps": 40,
                              "step_size": 0.01, "eps_ramp_epochs": 1.0, "monitor": {"n": 500, "steps": 20},
                              "fit": dict(_CW_FIT["mnist"], optimizer="adam", lr=1e-3, weight_decay=0.0,
@@ -183,7 +183,7 @@ RECIPES.update({
     # ~4.2x a clean epoch here (7 input gradients + 1 step: ~16 min per epoch, ~5.3 h for the base's 20 epochs)
     # against ~1.5x (~5.6 min per epoch, ~1.9 h). The per-epoch PGD-10 monitor shows whether FGSM training
     # collapsed ("catastrophic overfitting"); the card must say FGSM-RS, not PGD, was used.
-    "cwcnn-advtrain-cifar10": {"kind": "adversarial", "builder": "cw_cnn", "dataset": "cifar10",
+    "cwcnn-advtrain-cifar10": {"kind": "adversarial", "builder": "cwcnn", "dataset": "cifar10",
                                "kwargs": dict(_CW_KWARGS["cifar10"]), "attack": "fgsm_rs", "eps": 8 / 255,
                                "step_size": 10 / 255, "eps_ramp_epochs": 0.0, "monitor": {"n": 500, "steps": 10},
                                "fit": dict(_CW_FIT["cifar10"])},

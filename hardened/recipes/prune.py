@@ -35,7 +35,7 @@ import numpy as np
 
 from hardened.layers.gi import logits_augmentation
 from hardened.layers.pruning import iterative_pruning, sparsity_report
-from hardened.models import build_model
+from hardened.models import build_model, canonical_builder
 from hardened.recipes.train import (
     FIT_KEYS,
     build_in_policy,
@@ -214,8 +214,8 @@ def _prunable_architecture(name, recipe, base_meta, base_dir):
     if base_meta.get("dataset") not in (None, recipe["dataset"]):
         raise ValueError(f"Recipe {name!r} is for {recipe['dataset']!r} but the base checkpoint {base_dir} was "
                          f"trained on {base_meta['dataset']!r}.")
-    builder, kwargs = arch["builder"], dict(arch["kwargs"])
-    if recipe.get("builder") not in (None, builder):
+    builder, kwargs = canonical_builder(arch["builder"]), dict(arch["kwargs"])
+    if canonical_builder(recipe.get("builder")) not in (None, builder):
         raise ValueError(f"Recipe {name!r} names builder {recipe['builder']!r} but the base checkpoint {base_dir} is "
                          f"a {builder!r}.")
     defense = dict(kwargs.get("defense") or {})

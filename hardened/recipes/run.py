@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 
 from hardened.layers import randomized_layers
-from hardened.models import build_model
+from hardened.models import build_model, canonical_builder
 from hardened.recipes import presets
 from hardened.recipes.distributed import data_parallel as _data_parallel
 from hardened.recipes.train import (
@@ -178,7 +178,7 @@ def _builder(recipe, base, base_dir):
         if not arch:
             raise ValueError(f"{base_dir} has no 'architecture' in metadata.json; hash transfer needs a checkpoint "
                              "written by a hardened recipe.")
-        builder, kwargs = arch["builder"], dict(arch["kwargs"])
+        builder, kwargs = canonical_builder(arch["builder"]), dict(arch["kwargs"])
         # Keep the base's own head settings (e.g. extra_fc of single-FC networks), hash the last two FC layers.
         defense = dict(kwargs.get("defense") or {})
         defense.update(hashed=[float(c) for c in recipe["compression"]], hash_seed=int(recipe.get("hash_seed", 0)))

@@ -7,7 +7,7 @@ A run writes a Hub-ready checkpoint folder (`hardened.save_pretrained`) plus
 continues where an interrupted run stopped.
 
 Mixed precision: on TensorFlow the default (``precision="auto"``) trains in
-``mixed_bfloat16`` (about 4x float32 on this CPU with oneDNN/AMX). Weights are
+``mixed_bfloat16`` (about 4x float32 on a CPU with oneDNN and AMX). Weights are
 float32 either way, and the released model is rebuilt in float32 before it is
 saved, so checkpoints never record a bf16 policy.
 """
@@ -235,8 +235,8 @@ def dataset_metadata(dataset):
     info = dataset_info(dataset)
     copy = "official"
     if info.name == "cifar10":
-        copy = ("JPEG re-encoding of CIFAR-10 (shared/data offline copy; the lossless original was not "
-                "reachable): pixels differ from the official files, test set in class round-robin order")
+        copy = ("JPEG re-encoding of CIFAR-10 (the offline copy this zoo was trained on; the lossless original "
+                "was not reachable): pixels differ from the official files, test set in class round-robin order")
     return {"dataset": info.name, "data_copy": copy, "class_names": list(info.class_names),
             "preprocessing": {"input_range": [0.0, 1.0], "layout": "NHWC", "normalisation": "inside the model"}}
 

@@ -11,26 +11,11 @@ import json
 from pathlib import Path
 
 from hardened.evaluation.masking import refresh_flags
-from hardened.reporting.defenses import (
-    DATASETS,
-    STANDARD_LINF,
-    _dataset_key,
-    _kind,
-    defense_key,
-    defense_kinds,
-)
-from hardened.reporting.folder import (
-    METADATA_NAME,
-    _read_json,
-    read_card_inputs,
-    results_files,
-)
+from hardened.evaluation.records import read_results
+from hardened.reporting.defenses import DATASETS, STANDARD_LINF, _dataset_key, _kind, defense_key, defense_kinds
+from hardened.reporting.folder import METADATA_NAME, _read_json, read_card_inputs, results_files
 from hardened.reporting.formatting import _threat_ascii, _threat_eps, _threat_key_ascii
-from hardened.reporting.papers import (
-    PAPER_SUITE_RESULTS,
-    SEED000_ARCHS,
-    paper_reference,
-)
+from hardened.reporting.papers import PAPER_SUITE_RESULTS, SEED000_ARCHS, paper_reference
 from hardened.zoo import registry
 
 #: Attacks whose numbers stand on a masked model: not a cross-entropy gradient (other losses, black-box,
@@ -189,8 +174,8 @@ class CardFacts:
         if name == self.name or not folder.is_dir():
             return None
         for path in results_files(folder):
-            data = _read_json(path)
-            if isinstance(data, dict) and data.get("suite") == suite and isinstance(data.get("attacks"), list):
+            data = read_results(path)
+            if data.get("suite") == suite:
                 return name, data
         return None
 

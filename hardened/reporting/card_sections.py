@@ -19,18 +19,8 @@ from hardened.reporting.card_rows import (
     _versions_text,
     params_summary,
 )
-from hardened.reporting.defenses import (
-    _RANDOM_KINDS,
-    DATASETS,
-    DEFENSE_TEXTS,
-    JPEG_CAVEAT,
-)
-from hardened.reporting.folder import (
-    ACCURACY_FILE,
-    METADATA_NAME,
-    VIEW_NAME,
-    _read_json,
-)
+from hardened.reporting.defenses import _RANDOM_KINDS, DATASETS, DEFENSE_TEXTS, JPEG_CAVEAT
+from hardened.reporting.folder import ACCURACY_FILE, METADATA_NAME, VIEW_NAME, _read_json
 from hardened.reporting.formatting import (
     _num,
     _table,
@@ -262,18 +252,18 @@ class CardSections(CardFacts):
         return _table(header, rows)
 
     def seed_section(self):
-        rows = self.entries("seed")
+        rows = self.entries("hash-gi")
         if not rows:
             return []
         r = self.primary
         eps = r.get("eps") or {}
-        lines = ["## Robustness: the seed papers' attacks (suite `seed`)", "",
+        lines = ["## Robustness: the seed papers' attacks (suite `hash-gi`)", "",
                  f"Success rate = share of the correctly classified images that the attack turns into a "
                  f"misclassification (targeted: share of (image, target) pairs that reach the target). Attack "
                  f"settings: `{r.get('settings')}`; ℓ∞ ε = {_num(eps.get('seed_linf'))} "
                  f"({eps.get('seed_linf_source', 'source not recorded')}).", ""]
-        lines += self.attack_table("seed") + [""]
-        lines += self.not_run("seed")
+        lines += self.attack_table("hash-gi") + [""]
+        lines += self.not_run("hash-gi")
         for fname, res in self.results:
             summ = res.get("summary") or {}
             mean = summ.get("mean_white_box_success_rate_seed")

@@ -5,7 +5,7 @@ Folder layout (what a release writes)::
     model_cards/<name>/
         README.md            the card (hardened.reporting.cards; never edited by hand)
         results*.json        hardened.evaluate outputs (results.json, results_adaptive.json,
-                             results_seed002.json, ...: every one is rendered)
+                             results_prune-la.json, ...: every one is rendered)
         accuracy.json        full-test clean accuracy (hardened accuracy NAME --out DIR)
         *.png                plots written by evaluate or the recipe (embedded if present)
         config.json, model.safetensors, metadata.json    a checkpoint release
@@ -15,6 +15,7 @@ Folder layout (what a release writes)::
 import json
 from pathlib import Path
 
+from hardened.evaluation.records import read_results
 from hardened.zoo.hub import model_cards_dir
 
 README_NAME = "README.md"
@@ -55,10 +56,7 @@ def read_card_inputs(folder):
         raise FileNotFoundError(f"Card folder {folder} does not exist.")
     out = {"results": [], "metadata": None, "view": None, "accuracy": None}
     for path in results_files(folder):
-        data = _read_json(path)
-        if not isinstance(data, dict) or "attacks" not in data:
-            raise ValueError(f"{path} is not a hardened.evaluate results file (no 'attacks' list).")
-        out["results"].append((path.name, data))
+        out["results"].append((path.name, read_results(path)))  # validated, old suite names upgraded
     for key, name in (("metadata", METADATA_NAME), ("view", VIEW_NAME), ("accuracy", ACCURACY_FILE)):
         if (folder / name).is_file():
             data = _read_json(folder / name)

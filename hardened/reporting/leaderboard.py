@@ -70,13 +70,14 @@ def _paper_claim(card):
         return (f"clean {card.paper['clean_accuracy']:g} %, mean ASR {card.paper['average']:g} % "
                 f"over {len(card.paper.get('average_over', []))} attacks (seed 000)")
     kinds = tuple(sorted(card.kinds))
-    for suite, ref in PAPER_SUITE_RESULTS.items():
+    for ref in PAPER_SUITE_RESULTS.values():
         row = ref["rows"].get((card.dataset, kinds))
         if row:
             what = "ASR" if ref["metric"] == "success_rate" else "accuracy under"
             rates = ", ".join(f"{what} {k} {v if isinstance(v, str) else f'{v:g} %'}"
                               for k, v in row["rates"].items())
-            return f"clean {row['clean_accuracy']:g} %" + (f", {rates}" if rates else "") + f" ({suite})"
+            paper = ref["source"].split(" (")[0]  # "seed 002", as the seed 000 claims are labelled
+            return f"clean {row['clean_accuracy']:g} %" + (f", {rates}" if rates else "") + f" ({paper})"
     return "–"
 
 

@@ -66,7 +66,7 @@ def _build_paper_results():
 
 #: The zoo architectures whose cards quote seed 000's tables: its 7-layer MNIST CNN and its VGG-19 (``fastcnn``
 #: stands in for VGG-19 on CIFAR-10 until the VGG-19 release).
-SEED000_ARCHS = ("seed_cnn7", "fastcnn", "vgg19")
+SEED000_ARCHS = ("cnn7", "fastcnn", "vgg19")
 
 #: Seed-000 reference numbers keyed by ``(dataset, defense)``, e.g. ``("cifar10", "hash-gi3")``:
 #: ``{"source", "model", "protocol", "rates": {attack name: %}, "average": %, "average_over", "rho",
@@ -99,7 +99,7 @@ def _build_paper_suites():
     return out
 
 
-#: Reference numbers of the paper suites of `hardened.evaluation.suites` (``seed002``, ``seed003``), only
+#: Reference numbers of the paper suites of `hardened.evaluation.suites` (``prune-la``, ``defendpp``), only
 #: those quoted in the project's paper summary (``data/papers.json``). ``rows`` are keyed by
 #: ``(dataset, defense kinds)``; a value is a number (%) or a text cell. ``metric`` is what the paper
 #: reports: attack success rate (seed 002) or accuracy under attack (seed 003).
@@ -110,7 +110,7 @@ def paper_suite_rows(suite, dataset, kinds):
     """The paper rows a card shows in a paper suite's section: its own defense's, then the undefended one's.
 
     Args:
-        suite: A key of `PAPER_SUITE_RESULTS` (``"seed002"``, ``"seed003"``).
+        suite: A key of `PAPER_SUITE_RESULTS` (``"prune-la"``, ``"defendpp"``).
         dataset: ``"mnist"`` or ``"cifar10"`` (aliases accepted).
         kinds: The model's defense kinds (``["prune", "la"]``, ``["base"]``).
 

@@ -12,7 +12,7 @@ There are two kinds of entry:
           "sha256": "<sha256 of model.safetensors>",
           "config_sha256": "<sha256 of config.json>",   # optional
           "aliases": ["hash-mnist"],
-          "arch": "seed_cnn7", "defense": "hash", "dataset": "mnist",
+          "arch": "cnn7", "defense": "hash", "dataset": "mnist",
           "summary": "one line",
       }
 
@@ -26,7 +26,7 @@ There are two kinds of entry:
           "view": {"transform": "gi3", "eps": 0.2, "seed": 0},
           "repo_id": "hardened-zoo/cnn7-hash-gi3-mnist",   # holds the card only
           "aliases": ["hash-gi3-mnist"],
-          "arch": "seed_cnn7", "defense": "hash-gi3", "dataset": "mnist",
+          "arch": "cnn7", "defense": "hash-gi3", "dataset": "mnist",
           "summary": "...",
       }
 
@@ -49,14 +49,14 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cnn7-mnist", "revision": None,
         "sha256": "7daa2bd5ab3d423252d7b206eec660d0649e3dc60178ce01943dc681766e8952",
         "config_sha256": "01a1fa651126be4d6581e670956d50c761653378a79ce0a4f7c9d09850c5d09c",
-        "aliases": ["base-mnist"], "arch": "seed_cnn7", "defense": "none", "dataset": "mnist",
+        "aliases": ["base-mnist"], "arch": "cnn7", "defense": "none", "dataset": "mnist",
         "summary": "Undefended 7-layer CNN (seed 000), the base of the MNIST hash/GI releases.",
     },
     "cnn7-hash-mnist": {
         "repo_id": "hardened-zoo/cnn7-hash-mnist", "revision": None,
         "sha256": "0f08343ed7b6b1f38e1f8b17368d884500988ee501bd4e2fb194bd87b154b0b4",
         "config_sha256": "4a4e73198793e725bafa37a79063add52ec0e86f2dfc82e68ca7f547223be56d",
-        "aliases": ["hash-mnist"], "arch": "seed_cnn7", "defense": "hash", "dataset": "mnist",
+        "aliases": ["hash-mnist"], "arch": "cnn7", "defense": "hash", "dataset": "mnist",
         "summary": "Defensive hash classifier (seed 000): fc2 and logits HashedDense at 1/4096 and 1/128, "
                    "transferred from cnn7-mnist and retrained 3 epochs.",
     },
@@ -81,14 +81,14 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cnn7-fashion-mnist", "revision": None,
         "sha256": "efca07330fcfb2c3021a5c869f35a92d87b2320c67ca28c3297b29e174b1d418",
         "config_sha256": "b1cf82d98c7d04762de6beb02ac0ebfa3c0c153a865d7c0251a9ff857232df37",
-        "aliases": ["base-fashion-mnist"], "arch": "seed_cnn7", "defense": "none", "dataset": "fashion_mnist",
+        "aliases": ["base-fashion-mnist"], "arch": "cnn7", "defense": "none", "dataset": "fashion_mnist",
         "summary": "Undefended 7-layer CNN (seed 000), the base of the Fashion-MNIST hash/GI releases.",
     },
     "cnn7-hash-fashion-mnist": {
         "repo_id": "hardened-zoo/cnn7-hash-fashion-mnist", "revision": None,
         "sha256": "7a13a46570603f6322566c379c247da85fa2f24988b5d8d26325a08b2d509b51",
         "config_sha256": "82768faecb44da1202bd32e6787393869695f6eb069a501bd513612e5b768dca",
-        "aliases": ["hash-fashion-mnist"], "arch": "seed_cnn7", "defense": "hash", "dataset": "fashion_mnist",
+        "aliases": ["hash-fashion-mnist"], "arch": "cnn7", "defense": "hash", "dataset": "fashion_mnist",
         "summary": "Defensive hash classifier (seed 000): fc2 and logits HashedDense at 1/4096 and 1/128, "
                    "transferred from cnn7-fashion-mnist and retrained 3 epochs.",
     },
@@ -97,21 +97,21 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cwcnn-mnist", "revision": None,
         "sha256": "0d6d6cab5bc54d8c392ca1676be3232c464929d86ef8d286881468bf7b7435ac",
         "config_sha256": "ccc8d1e07697ecccd9b579d219f887b57d8c08544ceb3e6cdf23e8f37695ff84",
-        "aliases": [], "arch": "cw_cnn", "defense": "none", "dataset": "mnist",
+        "aliases": [], "arch": "cwcnn", "defense": "none", "dataset": "mnist",
         "summary": "Undefended 4-conv + 3-FC CNN (seeds 002/004), the base of the MNIST pruning release.",
     },
     "cwcnn-prune-mnist": {
         "repo_id": "hardened-zoo/cwcnn-prune-mnist", "revision": None,
         "sha256": "3e84243a8e5a5fc938c6a7ba6b77b4efc554a1dfde134793597d3f990978ae16",
         "config_sha256": "6c1e15c27918093454eece61af3efd800b912e94007b3a0d1012fb7af2b697a3",
-        "aliases": ["prune-mnist"], "arch": "cw_cnn", "defense": "prune", "dataset": "mnist",
+        "aliases": ["prune-mnist"], "arch": "cwcnn", "defense": "prune", "dataset": "mnist",
         "summary": "Seed 002: cwcnn-mnist pruned by magnitude in 20 rounds (10 % FC / 5 % conv of the remaining "
                    "weights per round, 1 retraining epoch each).",
     },
     "cwcnn-prune-la-mnist": {
         "base": "cwcnn-prune-mnist", "view": {"transform": "logits_augmentation", "eps": 4.0, "seed": 0},
         "repo_id": "hardened-zoo/cwcnn-prune-la-mnist", "aliases": ["prune-la-mnist"],
-        "arch": "cw_cnn", "defense": "prune-la", "dataset": "mnist",
+        "arch": "cwcnn", "defense": "prune-la", "dataset": "mnist",
         "summary": "Seed 002 level two: logits augmentation (w <- 4 w on the logits kernel) of cwcnn-prune-mnist.",
     },
     # ---- MNIST, seed 004: HRS and its baselines on cwcnn-mnist's net and schedule (issue 17) ----
@@ -128,7 +128,7 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cwcnn-dropout0.1-mnist", "revision": None,
         "sha256": "261ecbaefbe4dfd4af24958a5eca7f30235cae43458c356f36cea27105cdfcc6",
         "config_sha256": "a8a925b8bb5338305785aaa9e8e8c70d6dc22709abfee792ce4dc22291abfbcf",
-        "aliases": ["dropout0.1-mnist"], "arch": "cw_cnn", "defense": "dropout", "dataset": "mnist",
+        "aliases": ["dropout0.1-mnist"], "arch": "cwcnn", "defense": "dropout", "dataset": "mnist",
         "summary": "Seed 004 baseline: defensive dropout (rate 0.1, kept at inference) between FC1 and FC2 of the "
                    "C&W net, trained with cwcnn-mnist's schedule.",
     },
@@ -136,7 +136,7 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cwcnn-dropout0.3-mnist", "revision": None,
         "sha256": "07243145a179fd090c462e3638ec7ebf0fd66fc6942dbef17c6ac63dec83eb81",
         "config_sha256": "b14b73368dcc899f7bcc5e0c834447fbde982edc5aefd906a4770f5aae744651",
-        "aliases": ["dropout0.3-mnist"], "arch": "cw_cnn", "defense": "dropout", "dataset": "mnist",
+        "aliases": ["dropout0.3-mnist"], "arch": "cwcnn", "defense": "dropout", "dataset": "mnist",
         "summary": "Seed 004 baseline: defensive dropout (rate 0.3, kept at inference) between FC1 and FC2 of the "
                    "C&W net, trained with cwcnn-mnist's schedule.",
     },
@@ -144,7 +144,7 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cwcnn-noise0.1-mnist", "revision": None,
         "sha256": "f76ced18ba37f597bce1ca91dc7d420c70fcf4f8f3951a5deefc9fd925e51860",
         "config_sha256": "1473942f35588abf5b20731aade5692137ffc37450d216ea7009db6ee44a2956",
-        "aliases": ["noise0.1-mnist"], "arch": "cw_cnn", "defense": "noise", "dataset": "mnist",
+        "aliases": ["noise0.1-mnist"], "arch": "cwcnn", "defense": "noise", "dataset": "mnist",
         "summary": "Seed 004 baseline: Gaussian noise before every conv (random self-ensemble; std 0.1 before "
                    "conv1, 0.05 before the others, in normalised units), trained and kept at inference.",
     },
@@ -152,7 +152,7 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cwcnn-noise0.2-mnist", "revision": None,
         "sha256": "beff2b88cecac5d43759f36c16da55f9affb32c498713a000c304c4cd9d70a0a",
         "config_sha256": "451891c1c766231730bdf8f1b56bae985578e0df4304bffdae7f01ae19a60e20",
-        "aliases": ["noise0.2-mnist"], "arch": "cw_cnn", "defense": "noise", "dataset": "mnist",
+        "aliases": ["noise0.2-mnist"], "arch": "cwcnn", "defense": "noise", "dataset": "mnist",
         "summary": "Seed 004 baseline: Gaussian noise before every conv (random self-ensemble; std 0.2 before "
                    "conv1, 0.1 before the others, in normalised units), trained and kept at inference.",
     },
@@ -160,14 +160,14 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cwcnn-advtrain-mnist", "revision": None,
         "sha256": "764a6982d3b7779e0647bfd9722b5e98a4154bfb1138ae459d9de28afb09c4b9",
         "config_sha256": "ccc8d1e07697ecccd9b579d219f887b57d8c08544ceb3e6cdf23e8f37695ff84",
-        "aliases": ["advtrain-mnist"], "arch": "cw_cnn", "defense": "pgd-at", "dataset": "mnist",
+        "aliases": ["advtrain-mnist"], "arch": "cwcnn", "defense": "pgd-at", "dataset": "mnist",
         "summary": "Seed 004 baseline: Madry et al.'s PGD adversarial training (linf 0.3, 40 steps of 0.01, random "
                    "start, eps ramped over the first epoch) of the C&W net, 6 epochs with Adam.",
     },
     "cwcnn-sap-mnist": {
         "base": "cwcnn-mnist", "view": {"transform": "sap", "eps": 1.0, "seed": 0},
         "repo_id": "hardened-zoo/cwcnn-sap-mnist", "aliases": ["sap-mnist"],
-        "arch": "cw_cnn", "defense": "sap", "dataset": "mnist",
+        "arch": "cwcnn", "defense": "sap", "dataset": "mnist",
         "summary": "Seed 004 baseline, training-free: stochastic activation pruning (ratio 1.0) after fc1 of "
                    "cwcnn-mnist, the cwcnn-sap recipe's placement, on the undefended weights.",
     },
@@ -210,7 +210,7 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cwcnn-cifar10", "revision": None,
         "sha256": "e4231eb447d8d9582cbe6aacd2228743895b974a44960482a548e216a7df15b6",
         "config_sha256": "cefdb063102ca0274d07a886eb03cf24daa5e451c1083660cc2462e9c67aa95e",
-        "aliases": [], "arch": "cw_cnn", "defense": "none", "dataset": "cifar10",
+        "aliases": [], "arch": "cwcnn", "defense": "none", "dataset": "cifar10",
         "summary": "Undefended 4-conv + 3-FC CNN (seed 002), 20 epochs; the base of the CIFAR-10 pruning recipe "
                    "(cwcnn-prune-cifar10, `hardened train cwcnn-prune-cifar10 --base model_cards/cwcnn-cifar10`).",
     },
@@ -218,20 +218,20 @@ REGISTRY = {
         "repo_id": "hardened-zoo/cwcnn-prune-cifar10", "revision": None,
         "sha256": "ed4e7b2e37d65d6be167efd79e56c35c0fa9c87ddf6949e868d6011cb4b7e3d1",
         "config_sha256": "7c3f13253b16f6881a52582d23642c12a8203bbeba0b93dee31fc022c77e69a2",
-        "aliases": ["prune-cifar10"], "arch": "cw_cnn", "defense": "prune", "dataset": "cifar10",
+        "aliases": ["prune-cifar10"], "arch": "cwcnn", "defense": "prune", "dataset": "cifar10",
         "summary": "Seed 002: cwcnn-cifar10 pruned by magnitude in 20 rounds (10 % FC / 5 % conv of the remaining "
                    "weights per round, 1 retraining epoch each).",
     },
     "cwcnn-prune-la-cifar10": {
         "base": "cwcnn-prune-cifar10", "view": {"transform": "logits_augmentation", "eps": 6.0, "seed": 0},
         "repo_id": "hardened-zoo/cwcnn-prune-la-cifar10", "aliases": ["prune-la-cifar10"],
-        "arch": "cw_cnn", "defense": "prune-la", "dataset": "cifar10",
+        "arch": "cwcnn", "defense": "prune-la", "dataset": "cifar10",
         "summary": "Seed 002 level two: logits augmentation (w <- 6 w on the logits kernel) of cwcnn-prune-cifar10.",
     },
     "cwcnn-sap-cifar10": {
         "base": "cwcnn-cifar10", "view": {"transform": "sap", "eps": 1.0, "seed": 0},
         "repo_id": "hardened-zoo/cwcnn-sap-cifar10", "aliases": ["sap-cifar10"],
-        "arch": "cw_cnn", "defense": "sap", "dataset": "cifar10",
+        "arch": "cwcnn", "defense": "sap", "dataset": "cifar10",
         "summary": "Seed 004 baseline, training-free: stochastic activation pruning (ratio 1.0) after fc1 of "
                    "cwcnn-cifar10, the cwcnn-sap recipe's placement, on the undefended weights.",
     },
