@@ -29,7 +29,8 @@ def _registry_entry(name):
     table = registry.REGISTRY
     if name not in table:
         return None
-    return json.loads(json.dumps(table[name], default=str))
+    entry = table[name]
+    return json.loads(json.dumps(entry.to_dict() if hasattr(entry, "to_dict") else entry))
 
 
 def _base_repo_id(base):

@@ -356,7 +356,7 @@ def model_info(name, registry=None):
     view = _reg.is_view(entry)
     bundled = (folder / VIEW_NAME).is_file() if view else _has_checkpoint(folder)
     card = folder / README_NAME
-    return {"name": canonical, "kind": "view" if view else "checkpoint", **entry,
+    return {"name": canonical, "kind": "view" if view else "checkpoint", **entry.to_dict(),
             "bundled": bool(bundled or (view and card.is_file())), "bundled_path": str(folder),
             "card": str(card) if card.is_file() else None}
 

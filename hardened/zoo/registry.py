@@ -36,7 +36,10 @@ suite over the real `REGISTRY`, so an entry that breaks the rules fails CI.
 """
 
 import difflib
-import re
+import fnmatch
+from collections.abc import Mapping
+
+from hardened.zoo.entry import _REPO_ID, VIEW_OPTIONAL_KEYS, VIEW_TRANSFORMS, ZooEntry, entry_problems  # noqa: F401
 
 HUB_ORG = "hardened-zoo"
 
@@ -298,12 +301,8 @@ for _base, _eps, _note in (("cnn7-mnist", _SEED000_GI_EPS["mnist"], ""),
     REGISTRY.clear()
     REGISTRY.update(_items[:_at] + list(_views.items()) + _items[_at:])
 
-VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation", "sap")
-# Optional keys of a view spec besides "transform" and "eps".
-VIEW_OPTIONAL_KEYS = ("seed", "layers", "resample")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Typed, validated records from here on: a broken entry fails at import with every problem named.
+REGISTRY = {_name: ZooEntry.from_dict(_name, _entry) for _name, _entry in REGISTRY.items()}
 
 
 def _registry(registry):
@@ -363,10 +362,14 @@ def resolve_name(name, registry=None):
 
 
 def get_entry(name, registry=None):
-    """A copy of the registry entry of ``name`` (canonical name or alias)."""
+    """The typed registry entry (`ZooEntry`, read-only) of ``name`` (canonical name or alias).
+
+    Raises:
+        ValueError: the name is unknown, or its entry (in a registry passed as plain dicts) is invalid.
+    """
     registry = _registry(registry)
     canonical = resolve_name(name, registry)
-    return dict(registry[canonical])
+    return ZooEntry.from_dict(canonical, registry[canonical])
 
 
 def list_models(filter=None, dataset=None, include_aliases=False, registry=None):
@@ -382,8 +385,6 @@ def list_models(filter=None, dataset=None, include_aliases=False, registry=None)
     Returns:
         A list of names (canonical names, plus aliases when asked).
     """
-    import fnmatch
-
     registry = _registry(registry)
     names = []
     for name, entry in sorted(registry.items()):
@@ -404,7 +405,8 @@ def list_models(filter=None, dataset=None, include_aliases=False, registry=None)
 def validate_registry(registry=None):
     """Check a registry dict; raise one ValueError listing every problem.
 
-    Rules: names and aliases are unique (case-insensitively) and no alias
+    Each entry's own rules are `hardened.zoo.entry.entry_problems` (the check `ZooEntry.from_dict` runs);
+    the rules across entries are here. Rules: names and aliases are unique (case-insensitively) and no alias
     equals another model's name; checkpoint entries have a ``repo_id``
     ``org/name``, a 64-hex ``sha256`` (and ``config_sha256`` if given) and a
     ``revision`` that is None or a 40-hex commit; view entries name an
@@ -424,14 +426,11 @@ def validate_registry(registry=None):
         names[name.lower()] = name
     alias_owner = {}  # lower-cased alias -> the model it belongs to
     for name, entry in registry.items():
-        if not isinstance(entry, dict):
-            problems.append(f"{name!r}: entry must be a dict, got {type(entry).__name__}")
+        problems += entry_problems(name, entry)  # the entry's own rules, as ZooEntry.from_dict checks them
+        if not isinstance(entry, Mapping):
             continue
         aliases = entry.get("aliases", [])
-        if not isinstance(aliases, (list, tuple)):
-            problems.append(f"{name!r}: aliases must be a list, got {aliases!r}")
-            aliases = []
-        for alias in aliases:
+        for alias in aliases if isinstance(aliases, (list, tuple)) else []:
             key = str(alias).lower()
             if key == name.lower():
                 problems.append(f"{name!r}: alias {alias!r} repeats the canonical name")
@@ -440,45 +439,12 @@ def validate_registry(registry=None):
             elif key in alias_owner:
                 problems.append(f"{name!r}: alias {alias!r} is already an alias of {alias_owner[key]!r}")
             alias_owner.setdefault(key, name)
-        repo_id = entry.get("repo_id")
-        if repo_id is not None and not (isinstance(repo_id, str) and _REPO_ID.match(repo_id)):
-            problems.append(f"{name!r}: repo_id must look like 'org/name', got {repo_id!r}")
         if is_view(entry):
             base = entry["base"]
             if base not in registry:
                 problems.append(f"{name!r}: view base {base!r} is not a registered model")
             elif is_view(registry[base]):
                 problems.append(f"{name!r}: view base {base!r} is itself a view; a view's base must hold weights")
-            view = entry.get("view")
-            if not isinstance(view, dict):
-                problems.append(f"{name!r}: a view entry needs a 'view' dict (transform, eps, seed)")
-                continue
-            transform = view.get("transform")
-            if transform not in VIEW_TRANSFORMS:
-                problems.append(f"{name!r}: unknown view transform {transform!r}; expected one of {VIEW_TRANSFORMS}")
-            eps = view.get("eps")
-            if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
-                problems.append(f"{name!r}: view eps must be a number >= 0, got {eps!r}")
-            elif transform == "logits_augmentation" and eps < 1:
-                problems.append(f"{name!r}: logits_augmentation's eps is tau and must be >= 1, got {eps!r}")
-            elif transform == "sap" and not eps > 0:
-                problems.append(f"{name!r}: sap's eps is the ratio of draws to activations and must be > 0, "
-                                f"got {eps!r}")
-            unknown = set(view) - {"transform", "eps", *VIEW_OPTIONAL_KEYS}
-            if unknown:
-                problems.append(f"{name!r}: unknown view keys {sorted(unknown)}")
-            if "sha256" in entry:
-                problems.append(f"{name!r}: a view holds no weights, so it must not have a sha256")
-        else:
-            if repo_id is None:
-                problems.append(f"{name!r}: a checkpoint entry needs a repo_id")
-            for key in ("sha256", "config_sha256"):
-                value = entry.get(key)
-                if (key == "sha256" or value is not None) and not (isinstance(value, str) and _SHA256.match(value)):
-                    problems.append(f"{name!r}: {key} must be 64 lower-case hex characters, got {value!r}")
-            revision = entry.get("revision")
-            if revision is not None and not (isinstance(revision, str) and _COMMIT.match(revision)):
-                problems.append(f"{name!r}: revision must be None or a 40-hex Hub commit sha, got {revision!r}")
     if problems:
         raise ValueError("Invalid zoo registry:\n  - " + "\n  - ".join(problems))
     return registry
