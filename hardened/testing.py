@@ -27,6 +27,8 @@ LAYER_EXAMPLES = {
     "StochasticActivationPruning": (lambda: L.StochasticActivationPruning(1.0, seed=8, name="sap"), (10,)),
     "DecoderUp": (lambda: L.DecoderUp(8, 3, name="up"), (4, 4, 6)),
     "DecoderSkip": (lambda: L.DecoderSkip(8, 3, name="skip"), (8, 8, 6)),
+    "BitDepthReduction": (lambda: L.BitDepthReduction(3, name="bit_depth"), (6, 6, 3)),
+    "MedianSmoothing": (lambda: L.MedianSmoothing(2, name="median"), (6, 6, 3)),
 }
 
 

@@ -71,7 +71,10 @@ def test_input_gradient_is_finite_and_not_all_zero(name):
     grad = input_grad(model, x, lambda logits: keras.ops.sum(logits ** 2, axis=tuple(range(1, len(logits.shape)))))
     assert grad.shape == x.shape
     assert np.all(np.isfinite(grad))
-    assert np.abs(grad).max() > 0
+    if getattr(type(LAYER_EXAMPLES[name][0]()), "masks_gradient", False):
+        assert np.abs(grad).max() == 0  # by design (rounding): what BPDA exists for
+    else:
+        assert np.abs(grad).max() > 0
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if getattr(

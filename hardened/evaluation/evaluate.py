@@ -12,6 +12,7 @@ import numpy as np
 from hardened.attacks.transfer import TransferAttack
 from hardened.data import canonical_dataset, load_dataset
 from hardened.evaluation import _run, masking, metrics, records, suites
+from hardened.layers.squeeze import input_transform_layers
 from hardened.layers.stochastic import randomized_layers
 from hardened.validation import check_images
 
@@ -127,7 +128,8 @@ def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, o
 
     specs = suites.build_suite(suite, dataset=_known_family(dataset_name), input_shape=input_shape,
                                randomized=randomized, backend=backend, quick=quick,
-                               adaptive_eps=adaptive_eps, eot_samples=eot_samples)
+                               adaptive_eps=adaptive_eps, eot_samples=eot_samples,
+                               bpda_layers=input_transform_layers(model))
     specs = suites.select(specs, only)
     for spec in specs:
         if spec.transfer and transfer_source is None and not spec.skip_reason:

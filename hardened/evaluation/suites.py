@@ -468,7 +468,7 @@ def _quick_caps(suite):
 
 
 def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend=None, quick=False,
-                adaptive_eps=None, eot_samples=None):
+                adaptive_eps=None, eot_samples=None, bpda_layers=()):
     """The attack specs of a suite.
 
     Args:
@@ -491,6 +491,9 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
         adaptive_eps: ℓ∞ ε of the adaptive suite instead of the family's
             (e.g. seed 004's 64/255 on MNIST); ``None`` keeps `SETTINGS`.
         eot_samples: Gradient samples of the EOT attacks (default `EOT_SAMPLES` = 10).
+        bpda_layers: Names of the model's input-transform layers (`hardened.layers.input_transform_layers`):
+            the BPDA attacks also replace them by the identity on the backward pass (Athalye et al. 2018),
+            the attack that breaks bit-depth reduction and median smoothing.
 
     Returns:
         List of `AttackSpec`, in run order.
@@ -515,6 +518,13 @@ def build_suite(suite, dataset=None, input_shape=None, randomized=False, backend
         seen = {spec.identity() for spec in specs}
         specs += [spec for spec in _adaptive_specs(family, randomized, backend, adaptive_eps, eot_samples)
                   if spec.identity() not in seen]
+    if bpda_layers:
+        for spec in specs:
+            if spec.wrapper == "bpda":
+                spec.wrapper_params = {**spec.wrapper_params, "replace": {str(n): "identity" for n in bpda_layers}}
+                spec.note = (spec.note + "; " if spec.note else "") + (
+                    f"input transform(s) {', '.join(map(str, bpda_layers))} replaced by the identity on the "
+                    "backward pass (BPDA, Athalye et al. 2018)")
     if quick:
         caps = _quick_caps(suite)
         profile = quick if isinstance(quick, str) else None

@@ -18,6 +18,14 @@ from hardened.layers.pruning import (
     prune_by_magnitude,
     sparsity_report,
 )
+from hardened.layers.squeeze import (
+    BitDepthReduction,
+    InputTransform,
+    MedianSmoothing,
+    input_transform_layers,
+    input_transform_view,
+    quantize_weights,
+)
 from hardened.layers.stochastic import (
     DefensiveDropout,
     GaussianNoiseInjection,
@@ -29,6 +37,8 @@ from hardened.layers.stochastic import (
 from hardened.layers.switch import RandomSwitch
 
 __all__ = [
+    "BitDepthReduction", "InputTransform", "MedianSmoothing", "input_transform_layers", "input_transform_view",
+    "quantize_weights",
     "DecoderSkip", "DecoderUp", "DefensiveDropout", "GIView", "GI_METHODS", "GaussianNoiseInjection",
     "HashedConv2D", "HashedDense", "PAPER_EPSILON", "PrunableConv2D", "PrunableDense", "RandomSwitch",
     "StochasticActivationPruning", "apply_gi", "dct_lowpass_targets", "gi_transform", "hash_tables",

@@ -140,9 +140,11 @@ def main(argv=None):
     vw = sub.add_parser("view", help="write model_cards/NAME/view.json")
     vw.add_argument("name")
     vw.add_argument("--base", required=True)
-    vw.add_argument("--transform", required=True, help="gi1, gi2, gi3, logits_augmentation or sap")
+    vw.add_argument("--transform", required=True,
+                    help="gi1, gi2, gi3, logits_augmentation, sap, bit_depth, median or weight_quant")
     vw.add_argument("--eps", type=float, required=True,
-                    help="strength: GI epsilon, logits augmentation tau, SAP ratio of draws to activations")
+                    help="strength: GI epsilon, logits augmentation tau, SAP ratio of draws to activations, "
+                         "bits (bit_depth, weight_quant) or window side (median)")
     vw.add_argument("--seed", type=int, default=0)
     vw.add_argument("--root", default=None)
     args = parser.parse_args(argv)

@@ -27,6 +27,8 @@ _DEFENSE_ALIASES = {
     "none": "base", "original": "base", "plain": "base", "hashed": "hash",
     "logits_augmentation": "la", "logits-augmentation": "la", "pruned": "prune", "pruning": "prune",
     "defend++": "defendpp", "defend": "defendpp", "pgd-at": "at", "pgdat": "at", "adv": "at",
+    "bit_depth": "bitdepth", "bit-depth": "bitdepth", "median_smoothing": "median", "weight_quant": "quant",
+    "quantization": "quant", "quantized": "quant",
 }
 #: The kinds that make the model random at inference.
 _RANDOM_KINDS = ("hrs", "sap", "dropout", "noise")

@@ -16,7 +16,9 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 #: Transforms a view can apply to its base's weights or activations.
-VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation", "sap")
+VIEW_TRANSFORMS = ("gi1", "gi2", "gi3", "logits_augmentation", "sap", "bit_depth", "median", "weight_quant")
+#: Transforms whose strength ``eps`` is an integer, with its smallest and largest value.
+_INTEGER_STRENGTH = {"bit_depth": (1, 8), "median": (2, 9), "weight_quant": (1, 16)}
 #: Optional keys of a view spec besides "transform" and "eps".
 VIEW_OPTIONAL_KEYS = ("seed", "layers", "resample")
 _ENTRY_KEYS = ("repo_id", "aliases", "arch", "defense", "dataset", "summary", "revision", "sha256", "config_sha256",
@@ -51,7 +53,9 @@ class ViewSpec(_RecordMapping):
 
     Attributes:
         transform: One of `VIEW_TRANSFORMS`.
-        eps: GI's epsilon, logits augmentation's tau (>= 1) or SAP's ratio of draws to activations (> 0).
+        eps: The transform's strength: GI's epsilon, logits augmentation's tau (>= 1), SAP's ratio of draws to
+            activations (> 0), bits per pixel (``bit_depth``) or per weight index (``weight_quant``), or the
+            median window's side (``median``).
         seed: Seed of the transform's random draw (GI3's U, SAP's samples).
         layers: The layers it applies to, if not the transform's default.
         resample: GI3's resampling mode, if not the default.
@@ -187,6 +191,11 @@ def _view_problems(name, entry):
         problems.append(f"{name!r}: logits_augmentation's eps is tau and must be >= 1, got {eps!r}")
     elif transform == "sap" and not eps > 0:
         problems.append(f"{name!r}: sap's eps is the ratio of draws to activations and must be > 0, got {eps!r}")
+    elif transform in _INTEGER_STRENGTH:
+        lo, hi = _INTEGER_STRENGTH[transform]
+        if int(eps) != eps or not lo <= eps <= hi:
+            problems.append(f"{name!r}: {transform}'s eps (bits or window size) must be an integer in [{lo}, {hi}], "
+                            f"got {eps!r}")
     unknown = set(view) - {"transform", "eps", *VIEW_OPTIONAL_KEYS}
     if unknown:
         problems.append(f"{name!r}: unknown view keys {sorted(unknown)}")

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from hardened.layers.gi import GIView, apply_gi, logits_augmentation
+from hardened.layers.squeeze import input_transform_view, quantize_weights
 from hardened.layers.stochastic import sap_view
 from hardened.zoo import registry as _reg
 from hardened.zoo.checkpoint import (
@@ -161,11 +162,14 @@ def _check_overrides(overrides, view):
 def apply_view(model, view):
     """Apply a registry view spec (``{"transform", "eps", "seed", ...}``) to a loaded model.
 
-    ``eps`` is the transform's strength: GI's ε, logits augmentation's τ, and
-    for ``"sap"`` the ratio of draws to activations (`hardened.layers.sap_view`).
+    ``eps`` is the transform's strength: GI's ε, logits augmentation's τ,
+    for ``"sap"`` the ratio of draws to activations (`hardened.layers.sap_view`),
+    for ``"bit_depth"`` / ``"weight_quant"`` the bits, for ``"median"`` the window side
+    (`hardened.layers.squeeze`).
 
     Returns:
-        A new model that shares ``model``'s weights (see `hardened.layers.apply_gi`).
+        A new model that shares ``model``'s weights (see `hardened.layers.apply_gi`), except
+        ``"weight_quant"``, which holds its own quantized copy.
     """
     transform = view.get("transform")
     if transform == "sap":
@@ -180,6 +184,10 @@ def apply_view(model, view):
     if transform in ("gi1", "gi2", "gi3"):
         return apply_gi(model, transform, view["eps"], layers=view.get("layers"),
                         resample=view.get("resample", "once"), seed=view.get("seed", 0))
+    if transform in ("bit_depth", "median"):
+        return input_transform_view(model, transform, view["eps"])
+    if transform == "weight_quant":
+        return quantize_weights(model, view["eps"])
     raise ValueError(f"Unknown view transform {transform!r}; expected one of {_reg.VIEW_TRANSFORMS}.")
 
 

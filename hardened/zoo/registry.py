@@ -301,6 +301,48 @@ for _base, _eps, _note in (("cnn7-mnist", _SEED000_GI_EPS["mnist"], ""),
     REGISTRY.clear()
     REGISTRY.update(_items[:_at] + list(_views.items()) + _items[_at:])
 
+
+def squeeze_and_quantization_views(base, input_bits):
+    """Seed 000's training-free baselines of a checkpoint as view entries (Table IV and Table VII).
+
+    ``cnn7-mnist`` gives ``cnn7-bitdepth1-mnist`` (bit-depth reduction to ``input_bits``),
+    ``cnn7-median2-mnist`` (2x2 median smoothing), ``cnn7-quant8-mnist`` and ``cnn7-quant3-mnist``
+    (weights clustered into 2**8 / 2**3 shared values per kernel). The input transforms are layers in
+    front of the network, so the adaptive suite's BPDA replaces them by the identity.
+
+    Args:
+        base: The base's canonical name (an undefended checkpoint already in `REGISTRY`).
+        input_bits: Bits per pixel of the bit-depth view (seed 000: 1 on MNIST, 4 on CIFAR-10).
+    """
+    entry = REGISTRY[base]
+    arch_token = base.split("-")[0]
+    dataset_slug = base[len(base) - len(entry["dataset"].replace("_", "-")):]
+    specs = (
+        ("bitdepth", f"bitdepth{input_bits}", "bit_depth", input_bits,
+         f"Bit-depth reduction of the input to {input_bits} bit(s) per pixel (feature squeezing, Xu et al. 2018; "
+         "seed 000 Table IV)"),
+        ("median", "median2", "median", 2, "2x2 median smoothing of the input (feature squeezing, Xu et al. 2018; "
+                                           "seed 000 Table IV)"),
+        ("quant", "quant8", "weight_quant", 8, "8-bit weight quantization (k-means weight sharing, 256 values per "
+                                               "kernel, Han et al. 2016, without retraining; seed 000 Table VII)"),
+        ("quant", "quant3", "weight_quant", 3, "3-bit weight quantization (k-means weight sharing, 8 values per "
+                                               "kernel, Han et al. 2016, without retraining; seed 000 Table VII)"),
+    )
+    views = {}
+    for defense, token, transform, strength, what in specs:
+        name = f"{arch_token}-{token}-{dataset_slug}"
+        views[name] = {
+            "base": base, "view": {"transform": transform, "eps": float(strength), "seed": 0},
+            "repo_id": f"{HUB_ORG}/{name}", "aliases": [f"{token}-{dataset_slug}"],
+            "arch": entry["arch"], "defense": defense, "dataset": entry["dataset"],
+            "summary": f"{what}, a training-free view of {base}.",
+        }
+    return views
+
+
+for _base, _bits in (("cnn7-mnist", 1), ("fastcnn-cifar10", 4)):
+    REGISTRY.update(squeeze_and_quantization_views(_base, _bits))
+
 # Typed, validated records from here on: a broken entry fails at import with every problem named.
 REGISTRY = {_name: ZooEntry.from_dict(_name, _entry) for _name, _entry in REGISTRY.items()}
 
