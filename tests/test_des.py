@@ -154,7 +154,8 @@ def test_adaptive_suite_takes_the_comparisons_eps_and_eot_samples():
                                                     adaptive_eps=64 / 255, eot_samples=3)}
     assert default["PGD-CE"].eps == 0.3 and default["EOT-PGD-margin"].wrapper_params == {"n": 10}
     assert custom["PGD-margin"].params["eps"] == custom["FixedRand-PGD-CE"].eps == 64 / 255
-    assert custom["PGD-CE"].params["step_size"] == pytest.approx(2.5 * (64 / 255) / suites.ITERATIVE_STEPS)
+    assert custom["PGD-CE"].attack == "apgd" and custom["PGD-CE"].params["steps"] == suites.ITERATIVE_STEPS
+    assert custom["EOT-PGD-CE"].params["step_size"] == pytest.approx(2.5 * (64 / 255) / suites.ITERATIVE_STEPS)
     assert custom["EOT-PGD-CE"].wrapper_params == {"n": 3}
     # The default ε passed explicitly is the card's suite, spec for spec.
     same = suites.build_suite("adaptive", dataset="mnist", randomized=True, backend="jax", adaptive_eps=0.3,

@@ -222,7 +222,7 @@ def check_iterative_vs_single(sweep, attack_results=()):
             by_threat.setdefault(r["threat"], []).append(r)
     for rows in by_threat.values():
         singles = [r for r in rows if r["attack"] == "fgsm"]
-        iters = [r for r in rows if r["attack"] in ("bim", "mim", "pgd")
+        iters = [r for r in rows if r["attack"] in ("bim", "mim", "pgd", "apgd")
                  and r.get("params", {}).get("loss", "ce") == "ce"]  # same loss as FGSM
         for s in singles:
             for it in iters:

@@ -326,13 +326,20 @@ def _adaptive_specs(family, randomized, backend, eps=None, eot_samples=None):
     pgd = {"norm": "linf", "eps": eps, "steps": steps, "step_size": madry_step(eps, steps), "restarts": 1,
            "random_start": True}
     src = f"eps: {eps_source}"
+    # The white-box rows take APGD's step-size schedule (Croce & Hein 2020: step 2 eps halved where the loss
+    # stalls, momentum 0.75): fixed-step PGD with Madry's 2.5 eps / 100 did not converge on an undefended
+    # CIFAR-10 net (measured on 179 correct images of fastcnn-cifar10 at 8/255: PGD-margin 91.6 % success,
+    # step eps/4 95.0 %, APGD-CE 97.2 %), and a card must not read robustness into an attack that stopped short.
+    apgd = {"norm": "linf", "eps": eps, "steps": steps, "restarts": 1}
     specs = [
-        AttackSpec("PGD-CE", "pgd", "adaptive", {**pgd, "loss": "ce"}, eps=eps,
-                   source=src + "; reference for the CE/margin comparison"),
-        AttackSpec("PGD-margin", "pgd", "adaptive", {**pgd, "loss": "margin"}, eps=eps,
-                   source=src + "; C&W margin loss on logits (CW-PGD of seed 004): immune to softmax saturation"),
-        AttackSpec("PGD-DLR", "pgd", "adaptive", {**pgd, "loss": "dlr"}, eps=eps,
-                   source=src + "; DLR loss (Croce & Hein 2020): invariant to logit scaling"),
+        AttackSpec("PGD-CE", "apgd", "adaptive", {**apgd, "loss": "ce"}, eps=eps,
+                   source=src + "; APGD step schedule, 100 iterations; reference for the CE/margin comparison"),
+        AttackSpec("PGD-margin", "apgd", "adaptive", {**apgd, "loss": "margin"}, eps=eps,
+                   source=src + "; APGD step schedule, 100 iterations; C&W margin loss on logits (CW-PGD of "
+                                "seed 004): immune to softmax saturation"),
+        AttackSpec("PGD-DLR", "apgd", "adaptive", {**apgd, "loss": "dlr"}, eps=eps,
+                   source=src + "; APGD step schedule, 100 iterations; DLR loss (Croce & Hein 2020): invariant "
+                                "to logit scaling"),
         AttackSpec("BPDA", "pgd", "adaptive",
                    {"norm": "linf", "eps": eps, "steps": steps, "step_size": madry_step(eps, steps),
                     "random_start": False, "loss": "ce"},
