@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Issues 16, 17, 19: the adaptive suite (PGD-CE/margin/DLR, BPDA, EOT and fixed-randomness PGD for randomized
+# Issues 16, 17, 18, 19: the adaptive suite (PGD-CE/margin/DLR, BPDA, EOT and fixed-randomness PGD for randomized
 # models, Square, AutoAttack standard or rand) at n 500 on every released folder that has no
 # results_adaptive.json yet. Resumable: a finished folder is skipped; the one in progress resumes from
 # work/eval-all/NAME/results.partial.json (--resume). Each finished model is copied into its card folder,
-# the card re-rendered and committed; commit work/eval-all/NAME/results.partial.json by hand before a session ends.
-# Order: the MNIST robust reference first (issue 17), then deterministic models cheapest first, randomized last.
+# the card and the leaderboard re-rendered and committed; commit work/eval-all/NAME/results.partial.json by
+# hand before a session ends. The queue is recomputed after every model, so folders released while it runs
+# join it. Order: the MNIST robust reference first (issue 17), then deterministic models cheapest dataset
+# first, randomized last. A model whose evaluation fails is not retried in the same run.
 # Usage (repo root, venv active, dataset cache in HARDENED_DATA_DIR):
 #   HF_HUB_OFFLINE=1 KERAS_BACKEND=tensorflow nice -n 19 bash work/eval-all/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-names=$(python - <<'PY'
+failed=" "
+queue() {
+  python - <<'PY'
 import os
 from hardened.zoo.registry import REGISTRY
 random_defenses = {"hrs", "dropout", "noise", "sap"}
@@ -17,13 +21,19 @@ data_cost = {"mnist": 0, "fashion_mnist": 1, "cifar10": 2}
 def key(name):
     e = REGISTRY[name]
     first = name != "cwcnn-advtrain-mnist"
-    return (first, e.get("defense") in random_defenses, data_cost[e["dataset"]], name)
+    return (first, e["defense"] in random_defenses, data_cost[e["dataset"]], name)
 for name in sorted(REGISTRY, key=key):
     if os.path.isdir(f"model_cards/{name}") and not os.path.exists(f"model_cards/{name}/results_adaptive.json"):
         print(name)
 PY
-)
-for name in $names; do
+}
+while true; do
+  name=""
+  for candidate in $(queue); do
+    case "$failed" in *" $candidate "*) continue ;; esac
+    name=$candidate; break
+  done
+  [ -z "$name" ] && break
   card=model_cards/$name
   out=work/eval-all/$name
   echo "=== $name $(date -u +%FT%T)"
@@ -36,5 +46,7 @@ for name in $names; do
     git add -A "$card" "work/eval-all" model_cards/LEADERBOARD.md && \
       git commit -q -m "$name: adaptive suite with AutoAttack (n 500, TF) from work/eval-all" \
         -- "$card" "work/eval-all" model_cards/LEADERBOARD.md || true
+  else
+    failed="$failed$name "
   fi
 done
