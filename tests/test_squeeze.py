@@ -79,3 +79,14 @@ def test_the_seed000_baseline_views_are_registered_for_both_bases():
     bad = {**entry.to_dict(), "view": {"transform": "bit_depth", "eps": 1.5}}
     with pytest.raises(ValueError, match="must be an integer in"):
         ZooEntry.from_dict("x", bad)
+
+
+def test_seed000_table4_is_quoted_beside_the_input_transform_views():
+    from hardened.reporting import leaderboard
+    from hardened.reporting.papers import paper_reference
+
+    assert paper_reference("mnist", "bitdepth")["rates"] == {"FGSM": 9.1, "JSMA-Z": 33.51, "C&W": 12.67, "BPDA": 88.2}
+    assert paper_reference("cifar10", "median")["rates"]["BPDA"] == 86.1
+    assert paper_reference("mnist", "quant") is None  # Table VII's two bit widths share one defense key: not quoted
+    row = next(r for r in leaderboard.collect() if r["name"] == "cnn7-bitdepth1-mnist")
+    assert "ASR BPDA 88.2 % (seed 000)" in str(row)

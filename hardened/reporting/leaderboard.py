@@ -66,9 +66,12 @@ def _masking(card):
 
 def _paper_claim(card):
     """The seed paper's own numbers for this model: clean accuracy and its headline robustness claim."""
-    if card.paper:
+    if card.paper and card.paper.get("average") is not None:
         return (f"clean {card.paper['clean_accuracy']:g} %, mean ASR {card.paper['average']:g} % "
                 f"over {len(card.paper.get('average_over', []))} attacks (seed 000)")
+    if card.paper:  # a baseline row of seed 000 (Table IV): success rates only
+        rates = ", ".join(f"ASR {k} {v:g} %" for k, v in card.paper["rates"].items())
+        return f"{rates} (seed 000)"
     kinds = tuple(sorted(card.kinds))
     for ref in PAPER_SUITE_RESULTS.values():
         row = ref["rows"].get((card.dataset, kinds))

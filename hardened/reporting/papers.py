@@ -61,6 +61,17 @@ def _build_paper_results():
             "clean_accuracy": clean[(dataset, kind)],
             "eps": {k: setup["gi_eps"][k] for k in kind.split("-") if k in setup["gi_eps"]},
         }
+    for row in _PAPERS["seed000_baselines"]["rows"]:
+        setup = _SEED000_SETUP[row["dataset"]]
+        out[(row["dataset"], row["defense"])] = {
+            "source": f"seed 000 (Liu & Wen, 'Model Compression Hardens Deep Neural Networks') Table {row['table']}, "
+                      f"{DATASETS[row['dataset']][0]} {row['label']}",
+            "model": setup["model"],
+            "protocol": "The paper's protocol as in its Table II (FGSM on the full test set, JSMA-Z and C&W on the "
+                        "first 100 correct images x 9 targets, BPDA on 1000 images); it reports no clean accuracy "
+                        "for these rows",
+            "rates": dict(row["rates"]),
+        }
     return out
 
 
