@@ -40,12 +40,13 @@ while true; do
   if hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress; then
     cp "$out/results.json" "$card/results_adaptive.json"
     rm -rf "$out"
-    hardened cards "$card" >/dev/null
-    # The leaderboard reads every card's results: re-render it in the same commit (tests/test_leaderboard checks it).
+    # Every card (a defended card quotes its undefended sibling's results) and the leaderboard read the new
+    # results: re-render all of them in the same commit (tests/test_cards and test_leaderboard check them).
+    hardened cards >/dev/null
     hardened leaderboard --write >/dev/null
-    git add -A "$card" "work/eval-all" model_cards/LEADERBOARD.md && \
+    git add -A model_cards "work/eval-all" && \
       git commit -q -m "$name: adaptive suite with AutoAttack (n 500, TF) from work/eval-all" \
-        -- "$card" "work/eval-all" model_cards/LEADERBOARD.md || true
+        -- model_cards "work/eval-all" || true
   else
     failed="$failed$name "
   fi
