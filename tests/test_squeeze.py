@@ -51,6 +51,10 @@ def test_input_transform_view_shares_weights_and_bpda_replaces_the_transform():
     specs = suites.build_suite("adaptive", dataset="mnist", backend="tensorflow", bpda_layers=["median_smoothing"])
     bpda = next(s for s in specs if s.name == "BPDA")
     assert bpda.wrapper_params == {"softmax_to_sigmoid": True, "replace": {"median_smoothing": "identity"}}
+    converging = next(s for s in specs if s.name == "BPDA-APGD")
+    assert converging.attack == "apgd" and converging.wrapper_params == {"replace": {"median_smoothing": "identity"}}
+    plain = suites.build_suite("adaptive", dataset="mnist", backend="tensorflow")
+    assert "BPDA-APGD" not in {s.name for s in plain} and len(specs) == len(plain) + 1
 
 
 def test_quantized_weights_take_at_most_two_to_the_bits_values_and_keep_the_base():

@@ -73,7 +73,9 @@ def params_summary(entry):
     if wrapper == "eot":
         bits.append(f"EOT n = {wp.get('n', '?')}")
     elif wrapper == "bpda":
-        bits.append("BPDA" + (" (softmax → sigmoid)" if wp.get("softmax_to_sigmoid") else ""))
+        what = [w for w in ("softmax → sigmoid" if wp.get("softmax_to_sigmoid") else None,
+                             f"identity for {', '.join(wp['replace'])}" if wp.get("replace") else None) if w]
+        bits.append("BPDA" + (f" ({'; '.join(what)})" if what else ""))
     elif wrapper:
         bits.append(wrapper.replace("_", " "))
     return ", ".join(bits) or "–"
