@@ -74,7 +74,7 @@ def test_quantized_weights_take_at_most_two_to_the_bits_values_and_keep_the_base
 
 
 def test_the_seed000_baseline_views_are_registered_for_both_bases():
-    names = [n for n, e in registry.REGISTRY.items() if e["defense"] in ("bitdepth", "median", "quant")]
+    names = [n for n, e in registry.REGISTRY.items() if e["defense"] in ("bitdepth", "median", "quant8", "quant3")]
     assert sorted(names) == sorted(["cnn7-bitdepth1-mnist", "cnn7-median2-mnist", "cnn7-quant8-mnist",
                                     "cnn7-quant3-mnist", "fastcnn-bitdepth4-cifar10", "fastcnn-median2-cifar10",
                                     "fastcnn-quant8-cifar10", "fastcnn-quant3-cifar10"])
@@ -91,6 +91,7 @@ def test_seed000_table4_is_quoted_beside_the_input_transform_views():
 
     assert paper_reference("mnist", "bitdepth")["rates"] == {"FGSM": 9.1, "JSMA-Z": 33.51, "C&W": 12.67, "BPDA": 88.2}
     assert paper_reference("cifar10", "median")["rates"]["BPDA"] == 86.1
-    assert paper_reference("mnist", "quant") is None  # Table VII's two bit widths share one defense key: not quoted
+    assert paper_reference("mnist", "quant8")["rates"] == {"FGSM": 73.51, "JSMA-Z": 90.05, "C&W": 100}
+    assert paper_reference("mnist", "quant") is None and paper_reference("cifar10", "quant3") is None
     row = next(r for r in leaderboard.collect() if r["name"] == "cnn7-bitdepth1-mnist")
     assert "ASR BPDA 88.2 % (seed 000)" in str(row)

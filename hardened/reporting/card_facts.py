@@ -89,7 +89,10 @@ class CardFacts:
             # for which fastcnn stands in): a C&W CNN or ResNet base of another seed must not quote them.
             arch = self.entry.get("arch") or self.metadata.get("arch")
             if arch in SEED000_ARCHS:
-                paper = paper or paper_reference(self.dataset, self.defense)
+                # The registry's own defense token first: it can name a variant (quant8 vs quant3) that the
+                # kinds merge.
+                paper = (paper or paper_reference(self.dataset, str(self.entry.get("defense") or ""))
+                         or paper_reference(self.dataset, self.defense))
         self.paper = paper or None
         self.show_paper = paper is not False
         self.multi = len(self.results) > 1

@@ -28,7 +28,7 @@ _DEFENSE_ALIASES = {
     "logits_augmentation": "la", "logits-augmentation": "la", "pruned": "prune", "pruning": "prune",
     "defend++": "defendpp", "defend": "defendpp", "pgd-at": "at", "pgdat": "at", "adv": "at",
     "bit_depth": "bitdepth", "bit-depth": "bitdepth", "median_smoothing": "median", "weight_quant": "quant",
-    "quantization": "quant", "quantized": "quant",
+    "quantization": "quant", "quantized": "quant", "quant8": "quant", "quant3": "quant",
 }
 #: The kinds that make the model random at inference.
 _RANDOM_KINDS = ("hrs", "sap", "dropout", "noise")

@@ -323,9 +323,9 @@ def squeeze_and_quantization_views(base, input_bits):
          "seed 000 Table IV)"),
         ("median", "median2", "median", 2, "2x2 median smoothing of the input (feature squeezing, Xu et al. 2018; "
                                            "seed 000 Table IV)"),
-        ("quant", "quant8", "weight_quant", 8, "8-bit weight quantization (k-means weight sharing, 256 values per "
+        ("quant8", "quant8", "weight_quant", 8, "8-bit weight quantization (k-means weight sharing, 256 values per "
                                                "kernel, Han et al. 2016, without retraining; seed 000 Table VII)"),
-        ("quant", "quant3", "weight_quant", 3, "3-bit weight quantization (k-means weight sharing, 8 values per "
+        ("quant3", "quant3", "weight_quant", 3, "3-bit weight quantization (k-means weight sharing, 8 values per "
                                                "kernel, Han et al. 2016, without retraining; seed 000 Table VII)"),
     )
     views = {}
