@@ -255,6 +255,11 @@ REGISTRY = {
 _GI_TEXT = {"gi1": "w + {eps:g} sign w", "gi2": "(1 + {eps:g}) w", "gi3": "w + {eps:g} U(0,1) sign w"}
 
 
+def _name_ends(base, entry):
+    """``(architecture token, dataset slug)`` of a canonical name: ``cnn7-hash-fashion-mnist`` -> cnn7, fashion-mnist."""
+    return base.split("-")[0], base[len(base) - len(entry["dataset"].replace("_", "-")):]
+
+
 def gi_views(base, eps, note=""):
     """The GI1/GI2/GI3 view entries of a registered checkpoint, as timm's ``generate_default_cfgs``.
 
@@ -268,8 +273,7 @@ def gi_views(base, eps, note=""):
         note: Added to every summary (e.g. where the epsilons come from).
     """
     entry = REGISTRY[base]
-    arch_token = base.split("-")[0]
-    dataset_slug = base[len(base) - len(entry["dataset"].replace("_", "-")):]
+    arch_token, dataset_slug = _name_ends(base, entry)
     defense = "" if entry["defense"] == "none" else entry["defense"]
     views = {}
     for kind in ("gi1", "gi2", "gi3"):
@@ -315,8 +319,7 @@ def squeeze_and_quantization_views(base, input_bits):
         input_bits: Bits per pixel of the bit-depth view (seed 000: 1 on MNIST, 4 on CIFAR-10).
     """
     entry = REGISTRY[base]
-    arch_token = base.split("-")[0]
-    dataset_slug = base[len(base) - len(entry["dataset"].replace("_", "-")):]
+    arch_token, dataset_slug = _name_ends(base, entry)
     specs = (
         ("bitdepth", f"bitdepth{input_bits}", "bit_depth", input_bits,
          f"Bit-depth reduction of the input to {input_bits} bit(s) per pixel (feature squeezing, Xu et al. 2018; "
