@@ -317,6 +317,24 @@ def test_square_and_zoo_without_gradients(setup, no_target_gradients):
     assert zoo.last_queries.min() > 0
 
 
+def test_square_forward_shrinks_with_the_images_left():
+    """Square's queries pad to the next power of two, not the batch: same logits, smaller calls."""
+    from hardened.attacks.square import _padded
+
+    calls = []
+
+    def fn(xs):
+        calls.append(len(xs))
+        return xs * 2.0
+
+    xs = np.arange(5, dtype=np.float32).reshape(5, 1)
+    np.testing.assert_array_equal(_padded(fn, xs, 128), xs * 2.0)
+    for m in (1, 2, 3, 64, 65, 128):
+        _padded(fn, np.ones((m, 1), np.float32), 128)
+    _padded(fn, np.ones((100, 1), np.float32), 100)
+    assert calls == [8, 1, 2, 4, 64, 128, 128, 100]
+
+
 def test_substitute_transfer_without_target_gradients(setup, no_target_gradients):
     model, x, y = setup["model"], setup["x"], setup["y"]
     attack = A.get_attack("substitute", n_seed=150, rounds=3, epochs=5, hidden=64, lmbda=0.2, eps=0.3)
