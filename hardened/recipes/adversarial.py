@@ -152,7 +152,9 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
         precision: ``"auto"``, ``"float32"`` or ``"mixed_bfloat16"`` (training; the checkpoint is float32).
         seed: Seed of initialisation, data order, augmentation and attack starts.
         max_train, max_test: Use only the first images (smoke tests).
-        verbose: ``0`` silences progress bars and epoch lines.
+        verbose: Keras-style: ``"auto"`` / ``1`` a progress bar per epoch and a
+            line at its end; ``2`` (``hardened train --quiet``) the line only;
+            ``0`` nothing.
         note: Free text recorded in metadata.json.
         fit_overrides: Override ``fit`` options (``epochs``, ``lr``, ...).
 
@@ -184,6 +186,7 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
     (x, y), test = load_split(dataset, data_dir=data_dir, max_train=max_train, max_test=max_test)
     y = np.asarray(y).astype("int64")
     quiet = verbose == 0
+    show_bar = verbose in ("auto", 1)
 
     keras.utils.set_random_seed(seed)
     model = build_in_policy(lambda: build_model(builder, **kwargs), policy)
@@ -213,7 +216,8 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
         batches.epoch = epoch
         batches._order = batches._permutation()  # ArrayBatches' per-(seed, epoch) shuffle, epoch set directly
         totals = {"loss": 0.0, "accuracy": 0.0, "n": 0}
-        bar = tqdm(range(steps_per_epoch), desc=f"{name} epoch {epoch + 1}/{epochs}", disable=quiet, leave=False)
+        bar = tqdm(range(steps_per_epoch), desc=f"{name} epoch {epoch + 1}/{epochs}", disable=not show_bar,
+                   leave=False)
         for b in bar:
             xb, yb = batches[b]
             step = epoch * steps_per_epoch + b
