@@ -29,7 +29,15 @@ LAYER_EXAMPLES = {
     "DecoderSkip": (lambda: L.DecoderSkip(8, 3, name="skip"), (8, 8, 6)),
     "BitDepthReduction": (lambda: L.BitDepthReduction(3, name="bit_depth"), (6, 6, 3)),
     "MedianSmoothing": (lambda: L.MedianSmoothing(2, name="median"), (6, 6, 3)),
+    # The test-time flip pair changes the batch size on its own (2n images in, n logits out): checked together.
+    "FlipBatch": (lambda: _flip_tta(), (6, 6, 3)),
+    "MeanOfHalves": (lambda: _flip_tta(), (6, 6, 3)),
 }
+
+
+def _flip_tta():
+    return keras.Sequential([L.FlipBatch(name="tta_flip"), keras.layers.Conv2D(2, 3, name="conv"),
+                             L.MeanOfHalves(name="tta_mean")], name="flip_tta")
 
 
 def registered_layer_names():

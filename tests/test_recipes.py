@@ -206,6 +206,17 @@ def test_crop_flip_really_flips():
     assert np.all(same | flipped) and same.any() and flipped.any()
 
 
+def test_crop_augment_shifts_without_flipping():
+    """"crop" (digits) shifts within the padding and never mirrors; unknown names are refused."""
+    x = np.zeros((32, 6, 6, 1), "float32")
+    x[:, 1:3, 0] = 1.0  # a bar on the left edge: a flip would move it to the right half
+    data = ArrayBatches(x, np.zeros(32, "int64"), 32, augment="crop", pad=1, seed=0)
+    out, _ = data[0]
+    assert out[:, :, 3:].sum() == 0 and not np.array_equal(out, x)
+    with pytest.raises(ValueError, match="augment must be one of"):
+        ArrayBatches(x, np.zeros(32, "int64"), 32, augment="flip")
+
+
 def test_warmup_linear_decay_values():
     schedule = WarmupLinearDecay(peak=2.0, total_steps=110, warmup_steps=10, start_factor=0.1, end_factor=0.0)
     value = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731

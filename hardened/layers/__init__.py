@@ -35,11 +35,12 @@ from hardened.layers.stochastic import (
     set_randomness,
 )
 from hardened.layers.switch import RandomSwitch
+from hardened.layers.tta import FlipBatch, MeanOfHalves
 
 __all__ = [
     "BitDepthReduction", "InputTransform", "MedianSmoothing", "input_transform_layers", "input_transform_view",
     "quantize_weights",
-    "DecoderSkip", "DecoderUp", "DefensiveDropout", "GIView", "GI_METHODS", "GaussianNoiseInjection",
+    "DecoderSkip", "DecoderUp", "DefensiveDropout", "FlipBatch", "MeanOfHalves", "GIView", "GI_METHODS", "GaussianNoiseInjection",
     "HashedConv2D", "HashedDense", "PAPER_EPSILON", "PrunableConv2D", "PrunableDense", "RandomSwitch",
     "StochasticActivationPruning", "apply_gi", "dct_lowpass_targets", "gi_transform", "hash_tables",
     "iterative_pruning", "logits_augmentation", "prune_by_magnitude", "randomized_layers", "remove_gi",

@@ -14,17 +14,19 @@ About 0.3 GFLOP per 32x32 image forward (cnn7: 0.08, ResNet-18: 1.1).
 
 import keras
 
+from hardened.layers.tta import FlipBatch, MeanOfHalves
 from hardened.models._common import ConvFactory, check_input_shape, check_width, head_spec, preprocess, scaled
 from hardened.models.heads import classifier_head
 
 
-def _bn_act(x, name, activation):
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+def _bn_act(x, name, activation, momentum, scale):
+    x = keras.layers.BatchNormalization(momentum=momentum, epsilon=1e-5, scale=scale, name=f"{name}_bn")(x)
     return keras.layers.Activation(activation, name=f"{name}_act")(x)
 
 
 def fastcnn(input_shape=(32, 32, 3), num_classes=10, defense=None, widths=(64, 256, 256), stem=32, width=1.0,
-            hidden=(256, 256), dropout=None, activation="gelu", mean=None, std=None):
+            hidden=(256, 256), dropout=None, activation="gelu", mean=None, std=None, bn_momentum=0.9, bn_scale=True,
+            tta=None):
     """airbench-style conv body + defended FC head.
 
     Layers: ``stem`` (3x3 conv, BN, act), then per group ``g`` in 1..3:
@@ -43,6 +45,11 @@ def fastcnn(input_shape=(32, 32, 3), num_classes=10, defense=None, widths=(64, 2
         dropout: Training-time dropout after each hidden FC layer.
         activation: Activation of the conv body.
         mean, std: Optional per-channel normalisation inside the model.
+        bn_momentum: Keras BatchNormalization momentum (airbench's PyTorch 0.6 is 0.4 here).
+        bn_scale: ``False`` drops BatchNorm's gamma (frozen at 1, as airbench).
+        tta: ``"flip"``: the model averages its logits over the image and its
+            mirror at inference (`hardened.layers.tta`); ``None``: no test-time
+            augmentation.
 
     Returns:
         A functional `keras.Model` named ``fastcnn``.
@@ -53,17 +60,23 @@ def fastcnn(input_shape=(32, 32, 3), num_classes=10, defense=None, widths=(64, 2
         raise ValueError(f"fastcnn: widths must give the channels of 3 conv groups, got {widths!r}.")
     spec = head_spec(defense, "fastcnn")
     conv = ConvFactory(spec)
+    if tta not in (None, "flip"):
+        raise ValueError(f"fastcnn: tta must be None or 'flip', got {tta!r}.")
+    bn = {"momentum": float(bn_momentum), "scale": bool(bn_scale)}
     inputs = keras.Input(shape, name="input")
-    x = preprocess(inputs, mean, std)
+    x = FlipBatch(name="tta_flip")(inputs) if tta else inputs
+    x = preprocess(x, mean, std)
     x = conv(x, scaled(stem, width), 3, "stem", use_bias=False)
-    x = _bn_act(x, "stem", activation)
+    x = _bn_act(x, "stem", activation, **bn)
     for g, filters in enumerate(widths, start=1):
         filters = scaled(filters, width)
         x = conv(x, filters, 3, f"group{g}_conv1", use_bias=False)
         x = keras.layers.MaxPooling2D(2, name=f"group{g}_pool")(x)
-        x = _bn_act(x, f"group{g}_conv1", activation)
+        x = _bn_act(x, f"group{g}_conv1", activation, **bn)
         x = conv(x, filters, 3, f"group{g}_conv2", use_bias=False)
-        x = _bn_act(x, f"group{g}_conv2", activation)
+        x = _bn_act(x, f"group{g}_conv2", activation, **bn)
     x = keras.layers.GlobalMaxPooling2D(name="global_pool")(x)
     outputs = classifier_head(x, num_classes, hidden=hidden, defense=spec, dropout=dropout)
+    if tta:
+        outputs = MeanOfHalves(name="tta_mean")(outputs)
     return keras.Model(inputs, outputs, name="fastcnn")

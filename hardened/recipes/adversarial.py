@@ -284,8 +284,12 @@ def run(name, recipe, *, out_dir, base_dir, work_dir, data_dir, precision, seed,
 
 def _compile(model, fit, steps_per_epoch):
     """Compile as `fit_model` does: warm-up + linear decay, decoupled weight decay off biases and norms."""
+    for key in ("bn_bias_lr_scale", "lookahead"):
+        if fit[key] != FIT_DEFAULTS[key]:
+            raise ValueError(f"Adversarial recipes do not take fit {key!r} (train_on_batch, no fit callbacks).")
     schedule = WarmupLinearDecay(fit["lr"], steps_per_epoch * int(fit["epochs"]),
-                                 int(steps_per_epoch * fit["warmup_epochs"]))
+                                 int(steps_per_epoch * fit["warmup_epochs"]), start_factor=fit["lr_start_factor"],
+                                 end_factor=fit["lr_end_factor"])
     wd = fit["weight_decay"]
     if fit["optimizer"] == "sgd":
         opt = keras.optimizers.SGD(schedule, momentum=fit["momentum"], nesterov=fit["nesterov"],

@@ -73,6 +73,7 @@ from hardened.models.defendpp import (  # noqa: F401  (re-exported: the recipe's
 )
 from hardened.recipes.run import DEFAULT_ROOT
 from hardened.recipes.train import (
+    AUGMENTS,
     FIT_DEFAULTS,
     FIT_KEYS,
     ArrayBatches,
@@ -172,8 +173,11 @@ def _check_fit(fit):
         raise ValueError(f"fit 'batch_size' must be >= 1, got {fit['batch_size']!r}.")
     if fit["optimizer"] not in ("sgd", "adam"):
         raise ValueError(f"fit 'optimizer' must be 'sgd' or 'adam', got {fit['optimizer']!r}.")
-    if fit["augment"] not in (None, "crop_flip"):
-        raise ValueError(f"fit 'augment' must be None or 'crop_flip', got {fit['augment']!r}.")
+    if fit["augment"] not in AUGMENTS:
+        raise ValueError(f"fit 'augment' must be one of {AUGMENTS}, got {fit['augment']!r}.")
+    for key in ("lr_start_factor", "lr_end_factor", "bn_bias_lr_scale", "lookahead"):
+        if fit[key] != FIT_DEFAULTS[key]:  # its own joint training loop has none of these
+            raise ValueError(f"Defend++ recipes do not take fit {key!r}.")
 
 
 # ----------------------------------------------------------------- targets

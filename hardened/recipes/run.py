@@ -19,7 +19,7 @@ import keras
 
 from hardened.layers import randomized_layers
 from hardened.models import build_model, canonical_builder
-from hardened.recipes import presets
+from hardened.recipes import presets, tricks
 from hardened.recipes.distributed import data_parallel as _data_parallel
 from hardened.recipes.train import (
     build_in_policy,
@@ -144,12 +144,7 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
             base_info = {"folder": str(base_dir), "recipe": base.hardened_metadata.get("recipe"),
                          "weights_sha256": base.hardened_metadata.get("files", {}).get("model.safetensors"),
                          "copied_layers": copied, "test_accuracy": base.hardened_metadata.get("test_accuracy")}
-        init_info = None
-        if recipe.get("init") == "whiten_stem":
-            # Data-dependent init (the resumed weights of BackupAndRestore replace it on a restart).
-            init_info = {"whiten_stem_eigenvalues": whiten_conv(model, "stem", train[0])}
-        elif recipe.get("init") is not None:
-            raise ValueError(f"Recipe {name!r} has unknown init {recipe['init']!r}.")
+        init_info = _initialise(name, recipe.get("init"), model, train[0])
         summary = fit_model(model, train, test, out_dir, seed=seed, work_dir=work_dir, verbose=verbose, **fit)
     # Release in float32: same weights, a config without the bf16 policy.
     final = float32_copy(build, model)
@@ -167,6 +162,25 @@ def run_recipe(name, out_dir=None, *, base_dir=None, work_dir=None, data_dir=Non
     save_pretrained(final, out_dir, metadata=metadata)
     print(f"{name}: test accuracy {100 * acc:.2f} % on {len(test[0])} images -> {out_dir}")
     return out_dir
+
+
+#: Recipe ``init`` steps, applied in this order (a list or one name): airbench's Dirac convs, then its whitened
+#: stem (data-dependent; the weights BackupAndRestore resumes replace both on a restart).
+INITS = ("dirac", "whiten_stem")
+
+
+def _initialise(name, init, model, x):
+    steps = [] if init is None else [init] if isinstance(init, str) else list(init)
+    unknown = [s for s in steps if s not in INITS]
+    if unknown:
+        raise ValueError(f"Recipe {name!r} has unknown init {unknown}; known: {INITS}.")
+    info = {}
+    for step in sorted(steps, key=INITS.index):
+        if step == "dirac":
+            info["dirac_layers"] = tricks.dirac_init(model)
+        else:
+            info["whiten_stem_eigenvalues"] = whiten_conv(model, "stem", x)
+    return info or None
 
 
 def _builder(recipe, base, base_dir):

@@ -25,10 +25,17 @@ import numpy as np
 
 from hardened._provenance import command_line, git_commit  # noqa: F401  (re-exported)
 from hardened.data import dataset_info, load_dataset
+from hardened.recipes import tricks
 from hardened.recipes.distributed import model_scope, replica_count
 from hardened.zoo.checkpoint import named_variables
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
+#: Training augmentations: random crops after ``pad`` pixels of reflection padding, with (``"crop_flip"``, CIFAR-10)
+#: or without (``"crop"``, digits) a random horizontal flip, or with airbench's alternating flip (``"crop_altflip"``:
+#: `hardened.recipes.tricks.alternating_flips`).
+AUGMENTS = (None, "crop", "crop_flip", "crop_altflip")
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -42,7 +49,7 @@ class ArrayBatches(keras.utils.PyDataset):
         x: Float images ``(N, H, W, C)``.
         y: Integer labels ``(N,)``.
         batch_size: Batch size (the last batch may be smaller).
-        augment: ``None`` or ``"crop_flip"``.
+        augment: One of `AUGMENTS`.
         pad: Translation range of ``crop_flip``.
         seed: Seed of the shuffle and augmentation.
         shuffle: Shuffle every epoch.
@@ -53,8 +60,8 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __init__(self, x, y, batch_size, augment=None, pad=2, seed=0, shuffle=True, multiple_of=1):
         super().__init__()
-        if augment not in (None, "crop_flip"):
-            raise ValueError(f"augment must be None or 'crop_flip', got {augment!r}.")
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}.")
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
         self.multiple_of = int(multiple_of)
@@ -77,9 +84,12 @@ class ArrayBatches(keras.utils.PyDataset):
         idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
         idx = idx[:len(idx) - len(idx) % self.multiple_of]
         xb, yb = self.x[idx], self.y[idx]
-        if self.augment == "crop_flip":
+        if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index, 1])
-            xb = _crop_flip(xb, self.pad, rng)
+            xb = _crop_flip(xb, self.pad, rng, flip=self.augment == "crop_flip")
+            if self.augment == "crop_altflip":
+                flips = tricks.alternating_flips(len(self.x), self.epoch, self.seed)[idx]
+                xb = np.where(flips[:, None, None, None], xb[:, :, ::-1], xb)
         return xb, yb
 
     def on_epoch_end(self):
@@ -87,15 +97,16 @@ class ArrayBatches(keras.utils.PyDataset):
         self._order = self._permutation()
 
 
-def _crop_flip(xb, pad, rng):
+def _crop_flip(xb, pad, rng, flip=True):
     n, h, w, _ = xb.shape
     if pad > 0:
         padded = np.pad(xb, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
         dy = rng.integers(0, 2 * pad + 1, n)
         dx = rng.integers(0, 2 * pad + 1, n)
         xb = np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-    flip = rng.random(n) < 0.5
-    xb = np.where(flip[:, None, None, None], xb[:, :, ::-1], xb)
+    if flip:  # digits are not mirror-symmetric: "crop" leaves them unflipped
+        flips = rng.random(n) < 0.5
+        xb = np.where(flips[:, None, None, None], xb[:, :, ::-1], xb)
     return np.ascontiguousarray(xb, dtype=np.float32)
 
 
@@ -348,6 +359,10 @@ class FitSettings:
     augment: str = None
     pad: int = 2
     no_decay_layers: tuple = ()
+    lr_start_factor: float = 0.1
+    lr_end_factor: float = 0.0
+    bn_bias_lr_scale: float = 1.0
+    lookahead: bool = False
 
 
 #: Keys of `FitSettings`, in order.
@@ -365,7 +380,8 @@ def check_fit_keys(options, label="training options", extra=()):
 
 def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9,
               nesterov=True, weight_decay=5e-4, label_smoothing=0.0, warmup_epochs=1.0, augment=None, pad=2,
-              no_decay_layers=(), seed=0, work_dir=None, verbose="auto"):
+              no_decay_layers=(), lr_start_factor=0.1, lr_end_factor=0.0, bn_bias_lr_scale=1.0, lookahead=False,
+              seed=0, work_dir=None, verbose="auto"):
     """Compile and fit ``model`` on ``train``, resumably; log to ``out_dir``.
 
     Data-parallel: build ``model`` (and call this) inside
@@ -380,17 +396,22 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
         epochs: Total epochs (a resumed run continues up to this count).
         batch_size: Mini-batch size.
         optimizer: ``"sgd"`` (momentum, Nesterov) or ``"adam"``.
-        lr: Peak learning rate (warm-up then linear decay to 0).
+        lr: Peak learning rate (linear warm-up from ``lr_start_factor x lr``,
+            then linear decay to ``lr_end_factor x lr``).
         momentum, nesterov: SGD settings.
         weight_decay: Decoupled weight decay per step x lr (Keras semantics),
             not applied to biases or BatchNorm parameters.
         label_smoothing: Of the cross-entropy.
         warmup_epochs: Length of the linear warm-up.
-        augment: ``None`` or ``"crop_flip"``.
+        augment: One of `AUGMENTS`.
         pad: Translation range of the augmentation.
         no_decay_layers: Names of layers whose weights get no weight decay
             (e.g. an FC head that no BatchNorm follows, where decay only shrinks
             the weights that a test-time weight transform is measured against).
+        lr_start_factor, lr_end_factor: Shape of the schedule (airbench: 0.2, 0.07).
+        bn_bias_lr_scale: SGD only: BatchNorm biases take steps this many times
+            larger (airbench: 64; `hardened.recipes.tricks.ScaledSGD`).
+        lookahead: airbench's lookahead (`hardened.recipes.tricks.Lookahead`).
         seed: Seed of shuffling and augmentation.
         work_dir: Folder for the `BackupAndRestore` state (``None``: ``out_dir/_backup``).
         verbose: Keras' verbosity (``"auto"``: progress bar).
@@ -405,9 +426,13 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
     work_dir = Path(work_dir) if work_dir is not None else out_dir / "_backup"
     work_dir.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = math.ceil(len(x) / batch_size)
-    schedule = WarmupLinearDecay(lr, steps_per_epoch * epochs, int(steps_per_epoch * warmup_epochs))
+    schedule = WarmupLinearDecay(lr, steps_per_epoch * epochs, int(steps_per_epoch * warmup_epochs),
+                                 start_factor=lr_start_factor, end_factor=lr_end_factor)
     if optimizer == "sgd":
-        opt = keras.optimizers.SGD(schedule, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay or None)
+        opt = tricks.ScaledSGD(schedule, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay or None,
+                               scaled_paths=[v.path for v in tricks.batchnorm_betas(model)], scale=bn_bias_lr_scale)
+    elif bn_bias_lr_scale != 1.0:
+        raise ValueError("bn_bias_lr_scale applies to optimizer 'sgd' only.")
     elif optimizer == "adam":
         opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay or 0.0)
     else:
@@ -434,6 +459,8 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
     log = out_dir / "training_log.csv"
     callbacks = [keras.callbacks.BackupAndRestore(str(work_dir), delete_checkpoint=False),
                  keras.callbacks.CSVLogger(str(log), append=True)]
+    if lookahead:  # first: its epoch-end update must precede validation and the backup
+        callbacks.insert(0, tricks.Lookahead(steps_per_epoch * epochs))
     # BackupAndRestore sets model._initial_epoch when it restores and Keras never clears it: a later
     # fit of the same model object (the next pruning round, HRS block) would start at that epoch and skip
     # training. This run's own backup folder alone decides where it starts.
