@@ -60,6 +60,11 @@ RECIPES.update({
 # first epoch of fastcnn-hash-cifar10 at peak lr 0.05). Adam normalises per parameter.
 for _name in ("fastcnn-hash-cifar10", "cnn7-hash-cifar10"):
     RECIPES[_name]["fit"].update(optimizer="adam", lr=1e-3, weight_decay=5e-2)
+# MNIST v2 (issue 18: hash + GI3 >= 99.0 %). v1 (3 epochs, no augmentation) reached 99.45 %, but GI3 at
+# eps 0.2 took it to 98.83 %: GI adds up to eps to |w|, and fc1's weights (mean |w| 0.021) are what it is
+# added to. 2-pixel shifts for 6 epochs, with no decay on the head, gave 99.62 % and 99.21 / 99.14 / 99.36 %
+# with GI3 (noise seeds 0 / 1 / 2) in a trial run; the paper: 99.5 -> 99.25 %.
+RECIPES["cnn7-hash-mnist"]["fit"].update(epochs=6, augment="crop", pad=2, no_decay_layers=["fc1", "fc2", "logits"])
 
 # Other defenses' recipes. Each kind other than "base"/"hash" is run by the module named in
 # `hardened.recipes.run.KIND_RUNNERS`; each block below belongs to that module's author.
