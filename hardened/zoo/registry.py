@@ -57,11 +57,11 @@ REGISTRY = {
     },
     "cnn7-hash-mnist": {
         "repo_id": "hardened-zoo/cnn7-hash-mnist", "revision": None,
-        "sha256": "0f08343ed7b6b1f38e1f8b17368d884500988ee501bd4e2fb194bd87b154b0b4",
-        "config_sha256": "4a4e73198793e725bafa37a79063add52ec0e86f2dfc82e68ca7f547223be56d",
+        "sha256": "2889197fd37017af89b9745481c48c83c0a664ca06f5196723a61b595d8e8c30",
+        "config_sha256": "9c62795c5c41d2c9197f95d0bbb8fad046fad221c1172e10e8f9659d9c841108",
         "aliases": ["hash-mnist"], "arch": "cnn7", "defense": "hash", "dataset": "mnist",
         "summary": "Defensive hash classifier (seed 000): fc2 and logits HashedDense at 1/4096 and 1/128, "
-                   "transferred from cnn7-mnist and retrained 3 epochs.",
+                   "transferred from cnn7-mnist and retrained 6 epochs with 2-pixel shifts (v2).",
     },
     # ---- CIFAR-10, fastcnn (airbench-style body, seed 000's FC256-FC256-logits head) ------------
     "fastcnn-cifar10": {
