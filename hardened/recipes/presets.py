@@ -49,6 +49,20 @@ RECIPES = {
     "fastcnn-cifar10": {"kind": "base", "builder": "fastcnn", "dataset": "cifar10", "init": "whiten_stem",
                         "kwargs": {"input_shape": [32, 32, 3], **CIFAR_NORM}, "fit": _FAST_CIFAR_FIT},
 }
+# Issue 18 item 1: fastcnn-cifar10's successor with the rest of airbench94's recipe (Jordan 2024; its own code
+# reached 88.8 % after 9 of its 9.9 epochs on the JPEG copy, on a 2-core CPU): BatchNorm momentum 0.6 in
+# PyTorch's convention (0.4 in Keras') with gamma frozen at 1, dirac-initialised convs after the whitened stem,
+# Nesterov momentum 0.85, BatchNorm biases at 64x the step, airbench's triangular schedule (0.2 -> 1 at 23 %
+# -> 0.07), lookahead, alternating flips, 10 epochs, and test-time flip averaging inside the released model.
+# The head keeps fastcnn's FC256-FC256 (seed 000 hashes the last two FC layers) and v2's peak lr 0.2 at batch
+# 512 (airbench's 1.5 per mean loss needs its BatchNorm-only net and 1/9 logit scale).
+_AIRBENCH_FIT = dict(_FAST_CIFAR_FIT, epochs=10, momentum=0.85, nesterov=True, warmup_epochs=2.3,
+                     lr_start_factor=0.2, lr_end_factor=0.07, bn_bias_lr_scale=64.0, lookahead=True,
+                     augment="crop_altflip")
+RECIPES["airbench-cifar10"] = {
+    "kind": "base", "builder": "fastcnn", "dataset": "cifar10", "init": ["dirac", "whiten_stem"],
+    "kwargs": {"input_shape": [32, 32, 3], **CIFAR_NORM, "bn_momentum": 0.4, "bn_scale": False, "tta": "flip"},
+    "fit": _AIRBENCH_FIT}
 RECIPES.update({
     "cnn7-hash-mnist": _hash("cnn7-mnist", "mnist"),
     "cnn7-hash-fashion-mnist": _hash("cnn7-fashion-mnist", "fashion_mnist"),
