@@ -95,18 +95,20 @@ def test_fit_model_with_airbench_tricks_trains_and_logs(tmp_path):
                   verbose=0)
 
 
-def test_fastcnn_flip_tta_is_the_mean_over_mirrors_at_inference_only():
-    kwargs = {"input_shape": (8, 8, 3), "width": 0.0625, "hidden": (8, 8), "bn_momentum": 0.4, "bn_scale": False}
+@pytest.mark.parametrize("builder,size", [("fastcnn", 8), ("vgg19", 32)])
+def test_flip_tta_is_the_mean_over_mirrors_at_inference_only(builder, size):
+    kwargs = {"input_shape": (size, size, 3), "width": 0.0625, "hidden": (8, 8), "bn_momentum": 0.4,
+              "bn_scale": False}
     keras.utils.set_random_seed(0)
-    plain = build_model("fastcnn", **kwargs)
-    tta = build_model("fastcnn", tta="flip", **kwargs)
+    plain = build_model(builder, **kwargs)
+    tta = build_model(builder, tta="flip", **kwargs)
     assert [w.path for w in tta.weights] == [w.path for w in plain.weights]
     assert not any(w.path.endswith("gamma") for w in plain.weights)
     tta.set_weights(plain.get_weights())
-    x = np.random.default_rng(2).random((3, 8, 8, 3)).astype("float32")
+    x = np.random.default_rng(2).random((3, size, size, 3)).astype("float32")
     expected = 0.5 * (plain.predict(x, verbose=0) + plain.predict(x[:, :, ::-1], verbose=0))
     np.testing.assert_allclose(tta.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
     assert tta(x, training=True).shape == (3, 10)
     with pytest.raises(ValueError, match="tta"):
-        build_model("fastcnn", tta="crop", **kwargs)
+        build_model(builder, tta="crop", **kwargs)
     assert isinstance(tta.get_layer("tta_flip"), FlipBatch) and isinstance(tta.get_layer("tta_mean"), MeanOfHalves)

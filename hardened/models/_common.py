@@ -148,14 +148,15 @@ class ConvFactory:
         return layer(x)
 
 
-def conv_bn_relu(conv, x, filters, kernel_size, name, strides=1, padding="same", bn_scale=True):
+def conv_bn_relu(conv, x, filters, kernel_size, name, strides=1, padding="same", bn_scale=True, bn_momentum=0.99):
     """Conv (no bias: BN's shift replaces it) -> BatchNorm -> ReLU, named ``name``, ``name_bn``, ``name_relu``.
 
     ``bn_scale=False`` drops BN's gamma (Inception-V3, whose ReLU follows
-    directly, as in the Keras and TF-slim originals).
+    directly, as in the Keras and TF-slim originals; airbench's frozen scale).
+    ``bn_momentum`` is Keras' (default 0.99; airbench's PyTorch 0.6 is 0.4).
     """
     x = conv(x, filters, kernel_size, name, strides=strides, padding=padding, use_bias=False)
-    x = keras.layers.BatchNormalization(scale=bn_scale, name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=bn_momentum, scale=bn_scale, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
