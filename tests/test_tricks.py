@@ -112,3 +112,27 @@ def test_flip_tta_is_the_mean_over_mirrors_at_inference_only(builder, size):
     with pytest.raises(ValueError, match="tta"):
         build_model(builder, tta="crop", **kwargs)
     assert isinstance(tta.get_layer("tta_flip"), FlipBatch) and isinstance(tta.get_layer("tta_mean"), MeanOfHalves)
+
+
+def test_whitening_a_tta_model_sees_each_image_once():
+    from hardened.recipes.train import whiten_conv
+
+    kwargs = {"input_shape": (8, 8, 3), "width": 0.125, "hidden": (8, 8)}
+    x = np.random.default_rng(3).random((64, 8, 8, 3)).astype("float32")
+    eig = {}
+    for tta in (None, "flip"):
+        keras.utils.set_random_seed(0)
+        eig[tta] = whiten_conv(build_model("fastcnn", tta=tta, **kwargs), "stem", x)
+    np.testing.assert_allclose(eig["flip"], eig[None], rtol=1e-6)
+
+
+def test_fit_model_data_follow_the_epoch_index():
+    """Epoch e's shuffle is drawn from (seed, e) whatever ran before: a resumed run repeats an uninterrupted one."""
+    x = np.arange(32, dtype="float32").reshape(32, 1, 1, 1)
+    data = ArrayBatches(x, np.zeros(32, "int64"), 8, seed=1)
+    data.set_epoch(3)
+    third = data[0][0].ravel().copy()
+    fresh = ArrayBatches(x, np.zeros(32, "int64"), 8, seed=1)
+    for _ in range(3):
+        fresh.on_epoch_end()
+    np.testing.assert_array_equal(fresh[0][0].ravel(), third)

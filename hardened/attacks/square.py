@@ -220,7 +220,7 @@ class SquareL2(Square):
             x_new = np.clip(x_curr + delta / (_l2(delta) + 1e-12).reshape(shape) * eps, 0.0, 1.0)
             x_new = x_new.astype(np.float32)
             sub = (y[todo], None if target is None else target[todo], y_oh[todo], t_oh[todo])
-            loss, marg = self._losses(forward(x_new), *sub)
+            loss, marg = self._losses(_padded(forward, x_new, n), *sub)
             improved = loss < loss_min[todo]
             loss_min[todo] = np.where(improved, loss, loss_min[todo])
             improved |= marg <= 0

@@ -167,5 +167,12 @@ def stage_outputs(model):
         Dict ``{"stem_out": tensor, "stage1_out": tensor, ...}`` (symbolic
         outputs of `keras.layers.Identity` layers the builders insert), in
         model order. Empty for builders without stages.
+
+    Raises:
+        ValueError: the model averages over mirrored copies at inference
+            (``tta="flip"``): its stage tensors hold twice the batch.
     """
+    if any(layer.name == "tta_flip" for layer in model.layers):
+        raise ValueError(f"Model {model.name!r} has test-time flip averaging (tta='flip'): its stage outputs hold "
+                         "the image and its mirror; build it without tta for Defend++.")
     return {layer.name: layer.output for layer in model.layers if _STAGE_RE.match(layer.name)}

@@ -93,7 +93,11 @@ class ArrayBatches(keras.utils.PyDataset):
         return xb, yb
 
     def on_epoch_end(self):
-        self.epoch += 1
+        self.set_epoch(self.epoch + 1)
+
+    def set_epoch(self, epoch):
+        """Draw the order (and augmentation) of ``epoch``: data depend on the epoch index, not on history."""
+        self.epoch = int(epoch)
         self._order = self._permutation()
 
 
@@ -162,8 +166,15 @@ def whiten_conv(model, layer_name, x, n_images=5000, eps=5e-4):
     if filters % 2 or half > kh * kw * channels:
         raise ValueError(f"whiten_conv: {layer_name!r} has {filters} filters; need an even number at most "
                          f"{2 * kh * kw * channels} for {kh}x{kw}x{channels} patches.")
-    feed = keras.Model(model.inputs, layer.input)
-    inputs = np.asarray(feed.predict(np.asarray(x[:n_images], "float32"), batch_size=500, verbose=0), "float64")
+    feed = keras.Model(model.inputs[0], layer.input)
+    # training=True: a test-time augmentation before the layer (FlipBatch) must not add mirrored copies.
+    # Only stateless preprocessing may precede it, so training mode changes nothing else.
+    stateful = [lyr.name for lyr in feed.layers if lyr.weights or isinstance(lyr, keras.layers.Dropout)]
+    if stateful:
+        raise ValueError(f"whiten_conv: {layer_name!r} must come first; {stateful} precede it.")
+    xs = np.asarray(x[:n_images], "float32")
+    inputs = np.concatenate([keras.ops.convert_to_numpy(feed(xs[i:i + 500], training=True))
+                             for i in range(0, len(xs), 500)]).astype("float64")
     patches = np.lib.stride_tricks.sliding_window_view(inputs, (kh, kw), axis=(1, 2))  # N, H', W', C, kh, kw
     patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, kh * kw * channels)  # kernel order kh, kw, C
     cov = np.cov(patches, rowvar=False)
@@ -428,9 +439,12 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
     steps_per_epoch = math.ceil(len(x) / batch_size)
     schedule = WarmupLinearDecay(lr, steps_per_epoch * epochs, int(steps_per_epoch * warmup_epochs),
                                  start_factor=lr_start_factor, end_factor=lr_end_factor)
-    if optimizer == "sgd":
+    if optimizer == "sgd" and bn_bias_lr_scale != 1.0:
         opt = tricks.ScaledSGD(schedule, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay or None,
                                scaled_paths=[v.path for v in tricks.batchnorm_betas(model)], scale=bn_bias_lr_scale)
+    elif optimizer == "sgd":
+        # Plain SGD when nothing is scaled: torch swaps in its fused SGD for this exact class only.
+        opt = keras.optimizers.SGD(schedule, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay or None)
     elif bn_bias_lr_scale != 1.0:
         raise ValueError("bn_bias_lr_scale applies to optimizer 'sgd' only.")
     elif optimizer == "adam":
@@ -457,10 +471,15 @@ def fit_model(model, train, test, out_dir, *, epochs, batch_size=128, optimizer=
     n_val = len(test[0]) - len(test[0]) % replicas  # data-parallel: every batch splits evenly
     val = (test[0][:n_val], _labels(test[1][:n_val], num_classes, label_smoothing))
     log = out_dir / "training_log.csv"
+    # The data's epoch follows Keras' epoch counter (a resumed run draws what an uninterrupted one would;
+    # JAX's fit also calls on_epoch_end once before the first epoch).
     callbacks = [keras.callbacks.BackupAndRestore(str(work_dir), delete_checkpoint=False),
+                 keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: data.set_epoch(epoch)),
                  keras.callbacks.CSVLogger(str(log), append=True)]
-    if lookahead:  # first: its epoch-end update must precede validation and the backup
-        callbacks.insert(0, tricks.Lookahead(steps_per_epoch * epochs))
+    if lookahead:
+        # After BackupAndRestore: its average starts from the restored weights and step count. Its update
+        # after an epoch's last batch still precedes validation and the backup (both come at epoch end).
+        callbacks.append(tricks.Lookahead(steps_per_epoch * epochs))
     # BackupAndRestore sets model._initial_epoch when it restores and Keras never clears it: a later
     # fit of the same model object (the next pruning round, HRS block) would start at that epoch and skip
     # training. This run's own backup folder alone decides where it starts.
