@@ -233,6 +233,9 @@ def build_parser():
     des.add_argument("--data", default=None, metavar="NPZ", help="compare on arrays x, y from this .npz")
     des.add_argument("--data-dir", default=None, help="where hardened.data.load_dataset looks first")
     des.add_argument("--no-resume", action="store_true", help="re-evaluate members whose results are saved")
+    des.add_argument("--from-cards", nargs="?", const="", default=None, metavar="ROOT",
+                     help="run no attack: read each model's results_adaptive.json from its card folder "
+                          "(default root: model_cards/); refuses results that do not compare")
     des.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -460,12 +463,15 @@ def _cmd_des(args):
 
     members = _des_members(args)
     out = args.out or str(Path("runs") / "des" / Path(args.base).name)
-    des = des_compare(members, base=args.base, data=_load_npz(args.data) if args.data else None,
-                      dataset=args.dataset, n=args.n, eps=args.eps, attacks=args.attacks.split(","),
-                      settings=args.settings.split(","), eot_samples=args.eot_samples, eta=args.eta, out_dir=out,
-                      resume=not args.no_resume, progress=not args.no_progress, seed=args.seed,
-                      batch_size=args.batch_size, data_dir=args.data_dir,
-                      command=command_line(args.argv), load=from_pretrained, resolve=registry.resolve_name)
+    if args.from_cards is not None:
+        des = _des_from_cards(args, members)
+    else:
+        des = des_compare(members, base=args.base, data=_load_npz(args.data) if args.data else None,
+                          dataset=args.dataset, n=args.n, eps=args.eps, attacks=args.attacks.split(","),
+                          settings=args.settings.split(","), eot_samples=args.eot_samples, eta=args.eta, out_dir=out,
+                          resume=not args.no_resume, progress=not args.no_progress, seed=args.seed,
+                          batch_size=args.batch_size, data_dir=args.data_dir,
+                          command=command_line(args.argv), load=from_pretrained, resolve=registry.resolve_name)
     write_des(des, out)
     print(f"base {des['base']['name']}: clean accuracy {100 * des['base']['clean_accuracy']:.2f} % "
           f"on {des['inputs']['n']} images")
@@ -474,6 +480,24 @@ def _cmd_des(args):
         print(f"  {m['family']:<12} {m['attack']:<7} {m['setting']:<10} mean DES {value}")
     print(f"wrote {out}/des.json, des.md, des.png")
     return EXIT_OK
+
+
+def _des_from_cards(args, members):
+    from hardened.evaluation.des_results import des_from_results
+    from hardened.evaluation.records import read_results
+    from hardened.zoo import registry
+    from hardened.zoo.hub import model_cards_dir
+
+    root = Path(args.from_cards) if args.from_cards else model_cards_dir()
+
+    def results_for(name):
+        path = root / registry.resolve_name(name) / "results_adaptive.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: evaluate {name} with the adaptive suite first.")
+        return read_results(path), str(path)
+
+    return des_from_results(members, base=args.base, results_for=results_for, attacks=args.attacks.split(","),
+                            settings=args.settings.split(","), eta=args.eta, command=command_line(args.argv))
 
 
 _COMMANDS = {"train": _cmd_train, "cr-search": _cmd_cr_search, "evaluate": _cmd_evaluate, "accuracy": _cmd_accuracy,

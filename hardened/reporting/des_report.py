@@ -143,7 +143,7 @@ def render_des_table(des_json):
         "member clean accuracy. All as fractions.",
         "- attacks: " + "; ".join(f"{a} / {SETTING_TITLES[s]} = `{inp['spec_names'][f'{a}/{s}']}`"
                                    for a in attacks for s in settings)
-        + f" of the adaptive suite ({inp.get('steps')} steps, step 2.5·ε/steps, random start"
+        + f" of the adaptive suite ({inp.get('attack_text') or str(inp.get('steps')) + ' steps, step 2.5·ε/steps, random start'}"
         + (f", EOT n = {inp['eot_samples']}" if "eot" in settings else "") + ").",
         f"- fixed randomness: crafted with every randomized layer switched off (noise removed, one fixed HRS path) "
         "and scored on the randomized model. Deterministic members have no EOT / fixed rows of their own "
