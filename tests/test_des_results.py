@@ -33,9 +33,11 @@ def _results(rows, clean, randomized):
 BASE = _results([_row("PGD-CE", 1.0), _row("PGD-margin", 1.0, loss="margin"),
                  _row("EOT-PGD-CE", None, status="skipped")], 0.99, False)
 HRS = _results([_row("PGD-CE", 0.6), _row("PGD-margin", 0.7, loss="margin"),
-                _row("EOT-PGD-CE", 0.9, wrapper="eot"), _row("EOT-PGD-margin", 0.95, loss="margin", wrapper="eot"),
-                _row("FixedRand-PGD-CE", 0.8, wrapper="fixed_randomness"),
-                _row("FixedRand-PGD-margin", 0.85, loss="margin", wrapper="fixed_randomness")], 0.985, True)
+                _row("EOT-PGD-CE", 0.9, attack="pgd", wrapper="eot"),
+                _row("EOT-PGD-margin", 0.95, attack="pgd", loss="margin", wrapper="eot"),
+                _row("FixedRand-PGD-CE", 0.8, attack="pgd", wrapper="fixed_randomness"),
+                _row("FixedRand-PGD-margin", 0.85, attack="pgd", loss="margin", wrapper="fixed_randomness")],
+               0.985, True)
 AT = _results([_row("PGD-CE", 0.1), _row("PGD-margin", 0.12, loss="margin")], 0.98, False)
 
 
@@ -58,9 +60,10 @@ def test_des_from_results_quotes_the_cards_numbers():
     assert eot["des"] == pytest.approx(metrics.defense_efficiency_score(0.99, 0.985, 1.0, 0.9))
     assert rows[("at", "PGD", "eot")]["status"] == "n/a"
     assert des["inputs"]["from_results"]["hrs"] == "cards/hrs/results_adaptive.json"
-    assert des["inputs"]["eot_samples"] == 10 and des["inputs"]["attack_text"].startswith("apgd, 100 steps")
+    assert des["inputs"]["eot_samples"] == 10
+    assert "PGD/eot: pgd, 100 steps, EOT 10" in des["inputs"]["attack_text"]
+    assert "PGD/white-box: apgd, 100 steps" in des_report.render_des_table(des)
     assert sorted(set(calls)) == ["at", "base", "hrs"] and len(calls) == 3  # each file read once
-    assert "apgd, 100 steps" in des_report.render_des_table(des)
 
 
 def test_des_from_results_refuses_what_does_not_compare():
@@ -69,6 +72,11 @@ def test_des_from_results_refuses_what_does_not_compare():
     read, _ = _reader({"base": BASE, "hrs": older})
     with pytest.raises(ValueError, match="re-evaluate the older"):
         des_from_results({"HRS": [("hrs", "10x10")]}, base="base", results_for=read)
+    second = copy.deepcopy(HRS)
+    second["attacks"][2]["params"]["steps"] = 40  # another member's EOT row ran another PGD
+    read, _ = _reader({"base": BASE, "hrs": HRS, "hrs2": second})
+    with pytest.raises(ValueError, match="member 'hrs'"):
+        des_from_results({"HRS": [("hrs", "10x10"), ("hrs2", "20x20")]}, base="base", results_for=read)
     other = copy.deepcopy(HRS)
     other["n"] = 100
     read, _ = _reader({"base": BASE, "hrs": other})

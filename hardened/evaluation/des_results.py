@@ -10,7 +10,9 @@ It refuses results that would not compare like with like: different images
 (``data_source``, ``n``), seed or ε, or a PGD row run with other attack
 parameters than the base's white-box row of the same loss (e.g. a card
 evaluated before the suite's PGD took APGD's schedule beside one evaluated
-after). Such a card must be re-evaluated first.
+after), or an EOT / fixed-randomness row unlike the other members' (the suite
+runs fixed-step PGD there; the base, deterministic, is compared in white-box
+as `des_compare` does). Such a card must be re-evaluated first.
 """
 
 from hardened._provenance import command_line, git_commit
@@ -70,27 +72,29 @@ def des_from_results(members, *, base, results_for, attacks=ATTACKS, settings=SE
     reference = {a: _row(base_results, SPEC_NAMES[(a, "white-box")], base, base_where) for a in attacks}
     base_record = member_record(base_results, family=None, name=str(base), strength=None, source=base_where,
                                 folder=None)
+    # White-box rows must match the base's; an EOT / fixed-randomness row (the suite may run another attack
+    # there, e.g. fixed-step PGD beside the white-box APGD) must match the same row of the other members.
+    references = {SPEC_NAMES[(a, "white-box")]: (reference[a], f"the base {base!r}") for a in attacks}
     records, read = [], {str(base): base_where}
     for family, entries in families.items():
         for entry in entries:
             name = str(entry["source"])
             results, where = results_for(name)
             _check_comparable(results, base_results, name, base, where)
-            if results.get("randomized"):
-                for attack in attacks:
-                    for setting in settings:
-                        row = _row(results, SPEC_NAMES[(attack, setting)], name, where)
-                        _check_same_attack(row, reference[attack], name, where, base)
-            else:
-                for attack in attacks:
-                    _check_same_attack(_row(results, SPEC_NAMES[(attack, "white-box")], name, where),
-                                       reference[attack], name, where, base)
+            wanted = settings if results.get("randomized") else ("white-box",)
+            for attack in attacks:
+                for setting in wanted:
+                    spec = SPEC_NAMES[(attack, setting)]
+                    row = _row(results, spec, name, where)
+                    if row.get("status") in ("skipped", "error"):
+                        continue  # des_rows reports it as such
+                    if spec not in references:
+                        references[spec] = (row, f"member {name!r}")
+                    _check_same_attack(row, *references[spec], name, where)
             records.append(member_record(results, family=family, name=name, strength=entry["strength"],
                                          source=where, folder=None))
             read[name] = where
     commit, dirty = git_commit()
-    ref = reference[attacks[0]]
-    params = ref.get("params") or {}
     backends = {name: results_for(name)[0].get("backend") for name in read}
     inputs = {
         "command": command if command is not None else command_line(),
@@ -99,9 +103,8 @@ def des_from_results(members, *, base, results_for, attacks=ATTACKS, settings=SE
         "eps": reference[attacks[0]].get("eps"), "norm": "linf", "attacks": list(attacks),
         "settings": list(settings), "eta": float(eta),
         "spec_names": {f"{a}/{s}": SPEC_NAMES[(a, s)] for a in attacks for s in settings},
-        "steps": params.get("steps"), "eot_samples": _eot_samples([results_for(name)[0] for name in read]),
-        "attack_text": f"{ref.get('attack')}, {params.get('steps')} steps"
-                       + (", random start" if params.get("random_start") else ""),
+        "steps": (reference[attacks[0]].get("params") or {}).get("steps"), "eot_samples": _eot_samples([results_for(name)[0] for name in read]),
+        "attack_text": "; ".join(f"{k}: {v}" for k, v in _attack_texts(references, attacks, settings).items()),
         "batch_size": base_results.get("batch_size"), "versions": base_results.get("versions"),
         "backend": ", ".join(sorted(set(map(str, backends.values())))), "backends": backends,
         "base": str(base),
@@ -127,15 +130,29 @@ def _check_comparable(results, base_results, name, base, where):
                              "attacks; re-evaluate one of them.")
 
 
-def _check_same_attack(row, reference, name, where, base):
-    if row.get("status") in ("skipped", "error"):
-        return  # des_rows reports it as such
-    mine = {k: v for k, v in (row.get("params") or {}).items() if k not in _FREE_PARAMS}
-    theirs = {k: v for k, v in (reference.get("params") or {}).items() if k not in _FREE_PARAMS}
-    if row.get("attack") != reference.get("attack") or mine != theirs or row.get("eps") != reference.get("eps"):
-        raise ValueError(f"{where} ({name}): its {row.get('name')!r} row ran {row.get('attack')!r} with {mine}, "
-                         f"the base {base!r}'s {reference.get('name')!r} row {reference.get('attack')!r} with "
-                         f"{theirs}; re-evaluate the older of the two so that both use the suite's current attack.")
+def _check_same_attack(row, reference, whose, name, where):
+    mine, theirs = _attack_of(row), _attack_of(reference)
+    if mine != theirs:
+        raise ValueError(f"{where} ({name}): its {row.get('name')!r} row ran {mine}, {whose}'s ran {theirs}; "
+                         "re-evaluate the older of the two so that both use the suite's current attack.")
+
+
+def _attack_of(row):
+    params = {k: v for k, v in (row.get("params") or {}).items() if k not in _FREE_PARAMS}
+    return {"attack": row.get("attack"), "eps": row.get("eps"), "wrapper_params": row.get("wrapper_params") or {},
+            **params}
+
+
+def _attack_texts(references, attacks, settings):
+    texts = {}
+    for a in attacks:
+        for s in settings:
+            ref = references.get(SPEC_NAMES[(a, s)])
+            if ref is not None:
+                p = ref[0].get("params") or {}
+                texts[f"{a}/{s}"] = f"{ref[0].get('attack')}, {p.get('steps')} steps" + (
+                    f", EOT {ref[0]['wrapper_params']['n']}" if (ref[0].get("wrapper_params") or {}).get("n") else "")
+    return texts
 
 
 def _eot_samples(results_list):
