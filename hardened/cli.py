@@ -122,6 +122,9 @@ def build_parser():
     ev.add_argument("--resume", action="store_true",
                     help="reuse the attacks an interrupted run of the same command saved in --out "
                          "(results.partial.json); the others are run")
+    ev.add_argument("--reuse", action="append", default=[], metavar="RESULTS_JSON",
+                    help="take the rows of this earlier results file that were run on the same checkpoint, images, "
+                         "seed, batch size and backend with the same attack parameters; run the rest (repeatable)")
     ev.add_argument("--transfer-from", default=None, metavar="NAME_OR_DIR",
                     help="source model of the grey-box transfer attacks (suite prune-la: the unpruned model); "
                          "without it they are recorded as skipped")
@@ -294,6 +297,7 @@ def _strength_value(text):
 def _cmd_evaluate(args):
     start = time.perf_counter()  # the duration printed at the end is the whole command's, loading included
     from hardened.evaluation import evaluate
+    from hardened.evaluation.records import read_results
     from hardened.evaluation.suites import canonical_suite
 
     if canonical_suite(args.suite) != args.suite:
@@ -320,7 +324,8 @@ def _cmd_evaluate(args):
     commit, dirty = git_commit()
     results = evaluate(model, data=data, suite=args.suite, n=args.n, seed=args.seed, batch_size=args.batch_size,
                        out_dir=out, dataset=args.dataset, progress=not args.no_progress, quick=quick,
-                       only=only, data_dir=args.data_dir, resume=args.resume, transfer_source=source)
+                       only=only, data_dir=args.data_dir, resume=args.resume, transfer_source=source,
+                       reuse=[read_results(path) for path in args.reuse])
     from hardened.evaluation.evaluate import write_results
 
     results.update(command=command_line(args.argv), commit=commit, commit_dirty=dirty)

@@ -1,5 +1,6 @@
 """hardened.evaluation: metric definitions, suites, masking flags, evaluate() and its files."""
 
+import copy
 import importlib
 import json
 import math
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from hardened.attacks import get_attack
-from hardened.evaluation import masking, metrics, suites, toy
+from hardened.evaluation import masking, metrics, records, suites, toy
 from hardened.evaluation import evaluate as evaluate_fn
 from hardened.layers import apply_gi
 
@@ -470,6 +471,30 @@ def test_interrupted_evaluation_resumes_without_rerunning_finished_attacks(toy_m
     monkeypatch.setattr(evaluate_module, "_run_spec", lambda spec, *args: calls.append(spec.name)
                         or real_run_spec(spec, *args))
     evaluate_fn(toy_model, (xt, yt), **{**kwargs, "seed": 1}, resume=True)
+    assert calls == ["FGSM", "BIM"]
+
+
+def test_reuse_takes_matching_rows_of_earlier_results_and_runs_the_rest(toy_model, toy_data, tmp_path,
+                                                                         monkeypatch):
+    _, (xt, yt) = toy_data
+    kwargs = dict(suite="hash-gi", n=30, progress=False, masking_subset=30)
+    evaluate_fn(toy_model, (xt, yt), **kwargs, only=["FGSM", "BIM"], out_dir=tmp_path / "card")
+    card = records.read_results(tmp_path / "card" / evaluate_module.RESULTS_JSON)
+    real_run_spec = evaluate_module._run_spec
+    calls = []
+    monkeypatch.setattr(evaluate_module, "_run_spec", lambda spec, *args: calls.append(spec.name)
+                        or real_run_spec(spec, *args))
+    again = evaluate_fn(toy_model, (xt, yt), **kwargs, only=["FGSM", "BIM", "MIM"], reuse=[card])
+    assert calls == ["MIM"] and again["reused"] == ["FGSM", "BIM"]
+    assert again["attacks"][:2] == card["attacks"]
+    # A row whose attack changed since (here BIM's steps) is run again; so is everything of another seed.
+    changed = copy.deepcopy(card)
+    changed["attacks"][1]["params"]["steps"] = 7
+    calls.clear()
+    evaluate_fn(toy_model, (xt, yt), **kwargs, only=["FGSM", "BIM"], reuse=[changed])
+    assert calls == ["BIM"]
+    calls.clear()
+    evaluate_fn(toy_model, (xt, yt), **kwargs, only=["FGSM", "BIM"], reuse=[card], seed=1)
     assert calls == ["FGSM", "BIM"]
 
 

@@ -26,7 +26,7 @@ ESTIMATOR_SUBSET = 100
 
 def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, out_dir=None, dataset=None,
              progress=True, quick=False, only=None, data_dir=None, strict=False, masking_subset=None, resume=False,
-             adaptive_eps=None, eot_samples=None, transfer_source=None):
+             adaptive_eps=None, eot_samples=None, transfer_source=None, reuse=None):
     """Evaluate the robustness of a classifier with a suite of attacks.
 
     The first ``n`` images are used. Every evaluation also runs the cheap
@@ -73,6 +73,13 @@ def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, o
             on; success is measured on ``model``. Without it those attacks are
             recorded as skipped, with the reason. Which model it was is
             recorded in ``transfer_source`` and is part of the resume key.
+        reuse: Complete results of earlier evaluations (dicts, e.g. a card's
+            ``results_adaptive.json``): an attack whose row there was run on the
+            same checkpoint, images (``data_source``, n), seed, batch size,
+            backend and settings with the same parameters (`_spec_fingerprint`)
+            is taken from it instead of being run; the others (e.g. rows whose
+            attack the suite has changed since) are run. Rows taken are listed
+            in the results' ``reused`` field.
 
     Returns:
         The results dict (see ``results.json``): ``clean_accuracy``, ``n``,
@@ -152,6 +159,11 @@ def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, o
                            **({"transfer_source": source_info} if source_info is not None else {})})
     partial_path = Path(out_dir) / PARTIAL_JSON if out_dir is not None else None
     done = _load_partial(partial_path, run_key) if resume and partial_path is not None else {}
+    run_identity = {"checkpoint": run_key["checkpoint"], "model_name": run_key["model_name"], "n": run_key["n"],
+                    "seed": int(seed), "batch_size": int(batch_size), "backend": backend, "settings": family,
+                    "data_source": data_source, "transfer_source": source_info}
+    reusable = _reusable_rows(reuse, run_identity)
+    reused = []
     saved = {}
     entries = []
     for spec in tqdm(specs, desc="attacks", disable=not progress):
@@ -159,6 +171,9 @@ def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, o
         previous = done.get(spec.name)
         if previous is not None and previous["fingerprint"] == fingerprint and previous["entry"]["status"] == "ok":
             entry = previous["entry"]
+        elif spec.name in reusable and reusable[spec.name][0] == _row_fingerprint_of(spec, seed):
+            entry = reusable[spec.name][1]
+            reused.append(spec.name)
         else:
             reseed()  # each attack reproducible on its own
             entry = _run_spec(spec, model, x, y, pred_clean, num_classes, batch_size, progress, seed, strict,
@@ -186,6 +201,7 @@ def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, o
         "suite": suite,
         "transfer_source": source_info,
         "only": list(only) if isinstance(only, (list, tuple)) else only,
+        **({"reused": reused} if reused else {}),
         "n": int(len(x)),
         "n_requested": int(n),
         "n_correct": int(np.sum(pred_clean == y)),
@@ -259,6 +275,38 @@ def _sha(array):
 
     arr = np.ascontiguousarray(array)
     return hashlib.sha256(arr.tobytes() + str((arr.dtype, arr.shape)).encode()).hexdigest()
+
+
+def _reusable_rows(reuse, identity):
+    """``{name: (fingerprint, row)}`` of the ok rows of earlier results run like this one (see ``reuse``)."""
+    out = {}
+    for results in reuse or ():
+        if any(_json_clean(results.get(k)) != _json_clean(v) for k, v in identity.items()):
+            continue
+        for row in results.get("attacks", []):
+            if row.get("status") == "ok" and row.get("name") not in out:
+                fields = {k: row.get(k) for k in ("name", "attack", "params", "targeted", "norm", "eps", "black_box",
+                                                  "wrapper", "wrapper_params", "max_images")}
+                fields["skip_reason"] = None
+                if row.get("transfer_source"):
+                    fields["transfer"] = True
+                out[row["name"]] = (json.loads(json.dumps(_json_clean(_run._jsonable(fields)), sort_keys=True,
+                                                          default=str)), row)
+    return out
+
+
+def _row_fingerprint_of(spec, seed):
+    """The fingerprint `_reusable_rows` computes from the row ``spec`` would write (its params resolved)."""
+    fields = {k: getattr(spec, k) for k in ("name", "attack", "targeted", "norm", "eps", "black_box", "wrapper",
+                                             "wrapper_params", "max_images")}
+    try:
+        fields["params"] = _run.attack_params(_run.make_attack(spec, seed), spec.params)
+    except Exception:  # noqa: BLE001  (an attack that cannot be built is run, and fails, as usual)
+        return None
+    fields["skip_reason"] = None
+    if spec.transfer:
+        fields["transfer"] = True
+    return json.loads(json.dumps(_json_clean(_run._jsonable(fields)), sort_keys=True, default=str))
 
 
 def _spec_fingerprint(spec):
