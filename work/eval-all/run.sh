@@ -51,3 +51,36 @@ while true; do
     failed="$failed$name "
   fi
 done
+# Phase 2 (issue 16): cards evaluated before the suite's PGD took APGD's schedule (8704c59) keep fixed-step
+# PGD rows. Rerun only those (and rows added since) on the card's own backend, reusing every other row of the
+# card's results_adaptive.json (hardened evaluate --reuse), and replace the card's file.
+refresh() {
+  python - <<'PY'
+import json, os
+root = "model_cards"
+for name in sorted(os.listdir(root)):
+    path = os.path.join(root, name, "results_adaptive.json")
+    if not os.path.isfile(path):
+        continue
+    results = json.load(open(path))
+    if any(r["name"] == "PGD-CE" and r.get("attack") == "pgd" for r in results["attacks"]):
+        print(name, results["backend"])
+PY
+}
+refresh | while read -r name backend; do
+  case "$failed" in *" $name "*) continue ;; esac
+  card=model_cards/$name
+  out=work/eval-all/refresh-$name
+  echo "=== refresh $name ($backend) $(date -u +%FT%T)"
+  if KERAS_BACKEND=$backend hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress \
+      --reuse "$card/results_adaptive.json" < /dev/null; then
+    cp "$out/results.json" "$card/results_adaptive.json"
+    rm -rf "$out"
+    hardened cards >/dev/null
+    hardened leaderboard --write >/dev/null
+    git add -A model_cards "work/eval-all" && \
+      git commit -q -m "$name: PGD rows rerun with the suite's APGD schedule, other rows reused (n 500, $backend) from work/eval-all" \
+        -- model_cards "work/eval-all" || true
+  fi
+done
+
