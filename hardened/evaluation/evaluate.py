@@ -12,6 +12,7 @@ import numpy as np
 from hardened.attacks.transfer import TransferAttack
 from hardened.data import canonical_dataset, load_dataset
 from hardened.evaluation import _run, masking, metrics, records, suites
+from hardened.evaluation.reuse import reusable_rows, row_fingerprint_of
 from hardened.layers.squeeze import input_transform_layers
 from hardened.layers.stochastic import randomized_layers
 from hardened.validation import check_images
@@ -76,7 +77,7 @@ def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, o
         reuse: Complete results of earlier evaluations (dicts, e.g. a card's
             ``results_adaptive.json``): an attack whose row there was run on the
             same checkpoint, images (``data_source``, n), seed, batch size,
-            backend and settings with the same parameters (`_spec_fingerprint`)
+            backend and settings with the same parameters (`hardened.evaluation.reuse`)
             is taken from it instead of being run; the others (e.g. rows whose
             attack the suite has changed since) are run. Rows taken are listed
             in the results' ``reused`` field.
@@ -162,7 +163,7 @@ def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, o
     run_identity = {"checkpoint": run_key["checkpoint"], "model_name": run_key["model_name"], "n": run_key["n"],
                     "seed": int(seed), "batch_size": int(batch_size), "backend": backend, "settings": family,
                     "data_source": data_source, "transfer_source": source_info}
-    reusable = _reusable_rows(reuse, run_identity)
+    reusable = reusable_rows(reuse, run_identity)
     reused = []
     saved = {}
     entries = []
@@ -171,7 +172,7 @@ def evaluate(model, data=None, suite="hash-gi", n=500, seed=0, batch_size=128, o
         previous = done.get(spec.name)
         if previous is not None and previous["fingerprint"] == fingerprint and previous["entry"]["status"] == "ok":
             entry = previous["entry"]
-        elif spec.name in reusable and reusable[spec.name][0] == _row_fingerprint_of(spec, seed):
+        elif spec.name in reusable and reusable[spec.name][0] == row_fingerprint_of(spec, seed):
             entry = reusable[spec.name][1]
             reused.append(spec.name)
         else:
@@ -275,38 +276,6 @@ def _sha(array):
 
     arr = np.ascontiguousarray(array)
     return hashlib.sha256(arr.tobytes() + str((arr.dtype, arr.shape)).encode()).hexdigest()
-
-
-def _reusable_rows(reuse, identity):
-    """``{name: (fingerprint, row)}`` of the ok rows of earlier results run like this one (see ``reuse``)."""
-    out = {}
-    for results in reuse or ():
-        if any(_json_clean(results.get(k)) != _json_clean(v) for k, v in identity.items()):
-            continue
-        for row in results.get("attacks", []):
-            if row.get("status") == "ok" and row.get("name") not in out:
-                fields = {k: row.get(k) for k in ("name", "attack", "params", "targeted", "norm", "eps", "black_box",
-                                                  "wrapper", "wrapper_params", "max_images")}
-                fields["skip_reason"] = None
-                if row.get("transfer_source"):
-                    fields["transfer"] = True
-                out[row["name"]] = (json.loads(json.dumps(_json_clean(_run._jsonable(fields)), sort_keys=True,
-                                                          default=str)), row)
-    return out
-
-
-def _row_fingerprint_of(spec, seed):
-    """The fingerprint `_reusable_rows` computes from the row ``spec`` would write (its params resolved)."""
-    fields = {k: getattr(spec, k) for k in ("name", "attack", "targeted", "norm", "eps", "black_box", "wrapper",
-                                             "wrapper_params", "max_images")}
-    try:
-        fields["params"] = _run.attack_params(_run.make_attack(spec, seed), spec.params)
-    except Exception:  # noqa: BLE001  (an attack that cannot be built is run, and fails, as usual)
-        return None
-    fields["skip_reason"] = None
-    if spec.transfer:
-        fields["transfer"] = True
-    return json.loads(json.dumps(_json_clean(_run._jsonable(fields)), sort_keys=True, default=str))
 
 
 def _spec_fingerprint(spec):
