@@ -12,6 +12,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 failed=" "
+release() {  # NAME OUT MESSAGE: copy OUT's results into the card, re-render, commit
+  cp "$2/results.json" "model_cards/$1/results_adaptive.json"
+  rm -rf "$2"
+  # Every card (a defended card quotes its undefended sibling's results) and the leaderboard read the new
+  # results: re-render all of them in the same commit (tests/test_cards and test_leaderboard check them).
+  hardened cards >/dev/null
+  hardened leaderboard --write >/dev/null
+  git add -A model_cards "work/eval-all" && git commit -q -m "$3" -- model_cards "work/eval-all" || true
+}
 queue() {
   python - <<'PY'
 import os
@@ -34,19 +43,10 @@ while true; do
     name=$candidate; break
   done
   [ -z "$name" ] && break
-  card=model_cards/$name
   out=work/eval-all/$name
   echo "=== $name $(date -u +%FT%T)"
   if hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress; then
-    cp "$out/results.json" "$card/results_adaptive.json"
-    rm -rf "$out"
-    # Every card (a defended card quotes its undefended sibling's results) and the leaderboard read the new
-    # results: re-render all of them in the same commit (tests/test_cards and test_leaderboard check them).
-    hardened cards >/dev/null
-    hardened leaderboard --write >/dev/null
-    git add -A model_cards "work/eval-all" && \
-      git commit -q -m "$name: adaptive suite with AutoAttack (n 500, TF) from work/eval-all" \
-        -- model_cards "work/eval-all" || true
+    release "$name" "$out" "$name: adaptive suite with AutoAttack (n 500, TF) from work/eval-all"
   else
     failed="$failed$name "
   fi
@@ -74,13 +74,8 @@ refresh | while read -r name backend; do
   echo "=== refresh $name ($backend) $(date -u +%FT%T)"
   if KERAS_BACKEND=$backend hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress \
       --reuse "$card/results_adaptive.json" < /dev/null; then
-    cp "$out/results.json" "$card/results_adaptive.json"
-    rm -rf "$out"
-    hardened cards >/dev/null
-    hardened leaderboard --write >/dev/null
-    git add -A model_cards "work/eval-all" && \
-      git commit -q -m "$name: PGD rows rerun with the suite's APGD schedule, other rows reused (n 500, $backend) from work/eval-all" \
-        -- model_cards "work/eval-all" || true
+    release "$name" "$out" \
+      "$name: PGD rows rerun with the suite's APGD schedule, other rows reused (n 500, $backend) from work/eval-all"
   fi
 done
 
