@@ -12,7 +12,7 @@ import numpy as np
 from hardened.attacks.transfer import TransferAttack
 from hardened.data import canonical_dataset, load_dataset
 from hardened.evaluation import _run, masking, metrics, records, suites
-from hardened.evaluation.reuse import reusable_rows, row_fingerprint_of
+from hardened.evaluation.reuse import ROW_FIELDS, reusable_rows, row_fingerprint_of
 from hardened.layers.squeeze import input_transform_layers
 from hardened.layers.stochastic import randomized_layers
 from hardened.validation import check_images
@@ -280,8 +280,7 @@ def _sha(array):
 
 def _spec_fingerprint(spec):
     """What decides an attack's result besides the model and images (compared as JSON)."""
-    fields = {k: getattr(spec, k) for k in ("name", "attack", "params", "targeted", "norm", "eps", "black_box",
-                                             "wrapper", "wrapper_params", "max_images", "skip_reason")}
+    fields = {k: getattr(spec, k) for k in (*ROW_FIELDS, "params", "skip_reason")}
     if spec.transfer:  # only when set: the fingerprints of the other specs (and their saved entries) stay valid
         fields["transfer"] = True
     return json.loads(json.dumps(_json_clean(_run._jsonable(fields)), sort_keys=True, default=str))

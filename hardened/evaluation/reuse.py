@@ -11,7 +11,9 @@ import json
 
 from hardened.evaluation import _run
 
-_ROW_FIELDS = ("name", "attack", "targeted", "norm", "eps", "black_box", "wrapper", "wrapper_params", "max_images")
+# A spec's fields that decide its row besides the model and images; `params` and `skip_reason` are compared too,
+# resolved here (rows store resolved parameters) and as written in evaluate's own resume fingerprint.
+ROW_FIELDS = ("name", "attack", "targeted", "norm", "eps", "black_box", "wrapper", "wrapper_params", "max_images")
 
 
 def _normal(obj):
@@ -26,7 +28,7 @@ def reusable_rows(reuse, identity):
             continue
         for row in results.get("attacks", []):
             if row.get("status") == "ok" and row.get("name") not in out:
-                fields = {k: row.get(k) for k in _ROW_FIELDS}
+                fields = {k: row.get(k) for k in ROW_FIELDS}
                 fields.update(params=row.get("params"), skip_reason=None)
                 if row.get("transfer_source"):
                     fields["transfer"] = True
@@ -36,7 +38,7 @@ def reusable_rows(reuse, identity):
 
 def row_fingerprint_of(spec, seed):
     """The fingerprint `reusable_rows` computes from the row ``spec`` would write (``None``: not buildable)."""
-    fields = {k: getattr(spec, k) for k in _ROW_FIELDS}
+    fields = {k: getattr(spec, k) for k in ROW_FIELDS}
     try:
         fields["params"] = _run.attack_params(_run.make_attack(spec, seed), spec.params)
     except Exception:  # noqa: BLE001  (an attack that cannot be built is run, and fails, as usual)
