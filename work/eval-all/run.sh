@@ -5,8 +5,9 @@
 # work/eval-all/NAME/results.partial.json (--resume). Each finished model is copied into its card folder,
 # the card and the leaderboard re-rendered and committed; commit work/eval-all/NAME/results.partial.json by
 # hand before a session ends. The queue is recomputed after every model, so folders released while it runs
-# join it. Order: the MNIST robust reference first (issue 17), then deterministic models cheapest dataset
-# first, randomized last. A model whose evaluation fails is not retried in the same run.
+# join it. Order: the MNIST robust reference first (issue 17), then dataset by dataset (cheapest first): cards
+# whose PGD rows predate APGD (8704c59) rerun those rows (--reuse), then deterministic, then randomized folders.
+# A model whose evaluation fails is not retried in the same run.
 # Usage (repo root, venv active, dataset cache in HARDENED_DATA_DIR):
 #   HF_HUB_OFFLINE=1 KERAS_BACKEND=tensorflow nice -n 19 bash work/eval-all/run.sh
 set -uo pipefail
@@ -21,61 +22,59 @@ release() {  # NAME OUT MESSAGE: copy OUT's results into the card, re-render, co
   hardened leaderboard --write >/dev/null
   git add -A model_cards "work/eval-all" && git commit -q -m "$3" -- model_cards "work/eval-all" || true
 }
-queue() {
+queue() {  # "NAME eval" (no adaptive results yet) or "NAME BACKEND" (refresh fixed-step PGD rows), in order
   python - <<'PY'
-import os
+import json, os
 from hardened.zoo.registry import REGISTRY
 random_defenses = {"hrs", "dropout", "noise", "sap"}
 data_cost = {"mnist": 0, "fashion_mnist": 1, "cifar10": 2}
-def key(name):
+items = []
+for name in REGISTRY:
+    path = f"model_cards/{name}/results_adaptive.json"
+    if not os.path.isdir(f"model_cards/{name}"):
+        continue
     e = REGISTRY[name]
-    first = name != "cwcnn-advtrain-mnist"
-    return (first, e["defense"] in random_defenses, data_cost[e["dataset"]], name)
-for name in sorted(REGISTRY, key=key):
-    if os.path.isdir(f"model_cards/{name}") and not os.path.exists(f"model_cards/{name}/results_adaptive.json"):
-        print(name)
+    if not os.path.exists(path):
+        kind, what = (2 if e["defense"] in random_defenses else 1), "eval"
+    else:
+        results = json.load(open(path))
+        if not any(r["name"] == "PGD-CE" and r.get("attack") == "pgd" for r in results["attacks"]):
+            continue
+        kind, what = 0, results["backend"]
+    # Dataset by dataset, so that one dataset's DES (issue 17) has all its members early: the MNIST robust
+    # reference, then per dataset the PGD-row refreshes (cheap), deterministic, then randomized folders.
+    items.append(((name != "cwcnn-advtrain-mnist", data_cost[e["dataset"]], kind, name), f"{name} {what}"))
+for _, line in sorted(items):
+    print(line)
 PY
 }
 while true; do
   name=""
-  for candidate in $(queue); do
+  while read -r candidate what; do
     case "$failed" in *" $candidate "*) continue ;; esac
     name=$candidate; break
-  done
+  done < <(queue)
   [ -z "$name" ] && break
   out=work/eval-all/$name
-  echo "=== $name $(date -u +%FT%T)"
-  if hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress; then
-    release "$name" "$out" "$name: adaptive suite with AutoAttack (n 500, TF) from work/eval-all"
+  if [ "$what" = eval ]; then
+    echo "=== $name $(date -u +%FT%T)"
+    if hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress < /dev/null; then
+      release "$name" "$out" "$name: adaptive suite with AutoAttack (n 500, TF) from work/eval-all"
+    else
+      failed="$failed$name "
+    fi
   else
-    failed="$failed$name "
+    # Cards evaluated before the suite's PGD took APGD's schedule (8704c59) keep fixed-step PGD rows: rerun only
+    # those (and rows added since) on the card's own backend, reusing every other row (hardened evaluate --reuse).
+    card=model_cards/$name
+    out=work/eval-all/refresh-$name
+    echo "=== refresh $name ($what) $(date -u +%FT%T)"
+    if KERAS_BACKEND=$what hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress \
+        --reuse "$card/results_adaptive.json" < /dev/null; then
+      release "$name" "$out" \
+        "$name: PGD rows rerun with the suite's APGD schedule, other rows reused (n 500, $what) from work/eval-all"
+    else
+      failed="$failed$name "
+    fi
   fi
 done
-# Phase 2 (issue 16): cards evaluated before the suite's PGD took APGD's schedule (8704c59) keep fixed-step
-# PGD rows. Rerun only those (and rows added since) on the card's own backend, reusing every other row of the
-# card's results_adaptive.json (hardened evaluate --reuse), and replace the card's file.
-refresh() {
-  python - <<'PY'
-import json, os
-root = "model_cards"
-for name in sorted(os.listdir(root)):
-    path = os.path.join(root, name, "results_adaptive.json")
-    if not os.path.isfile(path):
-        continue
-    results = json.load(open(path))
-    if any(r["name"] == "PGD-CE" and r.get("attack") == "pgd" for r in results["attacks"]):
-        print(name, results["backend"])
-PY
-}
-refresh | while read -r name backend; do
-  case "$failed" in *" $name "*) continue ;; esac
-  card=model_cards/$name
-  out=work/eval-all/refresh-$name
-  echo "=== refresh $name ($backend) $(date -u +%FT%T)"
-  if KERAS_BACKEND=$backend hardened evaluate "$name" --suite adaptive --n 500 --out "$out" --resume --no-progress \
-      --reuse "$card/results_adaptive.json" < /dev/null; then
-    release "$name" "$out" \
-      "$name: PGD rows rerun with the suite's APGD schedule, other rows reused (n 500, $backend) from work/eval-all"
-  fi
-done
-
