@@ -24,6 +24,7 @@ from hardened.recipes import run as run_mod
 from hardened.recipes.train import ArrayBatches, WarmupLinearDecay, _crop_flip, fit_model, read_log, whiten_conv
 
 BACKEND = keras.backend.backend()
+REAL_RECIPES = presets.RECIPES  # tiny_env swaps the module's table for TINY_RECIPES while it lives
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -296,6 +297,32 @@ def test_run_recipe_base_then_hash(tiny_env, monkeypatch):
         for w_hash, w_base in zip(hashed.get_layer(layer_name).get_weights(), base.get_layer(layer_name).get_weights()):
             np.testing.assert_array_equal(w_hash, w_base)
     assert hashed.hardened_metadata["architecture"]["kwargs"]["defense"]["hashed"] == [0.25, 0.125]
+
+
+def test_hash_recipe_adds_the_extra_fc_of_single_fc_bases(tiny_env, monkeypatch, tmp_path):
+    # Seed 000 gives ResNet / Inception (one FC layer) an extra hashed FC-512: with ``extra_fc`` the transfer
+    # builds fc1 (new, hashed) + logits (hashed, new shape) and copies only the convs.
+    recipes = {"single-base": {"kind": "base", "builder": "tiny_test", "dataset": "mnist",
+                               "kwargs": {"input_shape": [8, 8, 1], "hidden": []}, "fit": dict(TINY_FIT, epochs=1)},
+               "single-hash": {"kind": "hash", "base": "single-base", "dataset": "mnist", "compression": [1 / 4, 1 / 8],
+                               "hash_seed": 0, "extra_fc": 12, "fit": dict(TINY_FIT, epochs=1, lr=0.0)}}
+    monkeypatch.setitem(BUILDERS, "tiny_test", tiny_builder)
+    monkeypatch.setattr(presets, "RECIPES", recipes)
+    monkeypatch.setattr(run_mod, "load_split", fake_load_split)
+    base_dir = run_mod.run_recipe("single-base", tmp_path / "base", precision="float32", verbose=0)
+    hashed = hardened.load_pretrained(
+        run_mod.run_recipe("single-hash", tmp_path / "hash", base_dir=base_dir, precision="float32", verbose=0))
+    assert hashed.hardened_metadata["base_checkpoint"]["copied_layers"] == ["conv1"]
+    assert hashed.hardened_metadata["architecture"]["kwargs"]["defense"]["extra_fc"] == 12
+    for layer_name, cr, units in (("fc1", 1 / 4, 12), ("logits", 1 / 8, 10)):
+        layer = hashed.get_layer(layer_name)
+        assert isinstance(layer, HashedDense) and layer.compression == pytest.approx(cr) and layer.units == units
+
+
+def test_resnet18_hash_recipe_is_seed_000s_resnet_variant():
+    recipe = REAL_RECIPES["resnet18-hash-cifar10"]
+    assert recipe["base"] == "resnet18-cifar10" and recipe["extra_fc"] == 512
+    assert recipe["compression"] == [1 / 8192, 1 / 256] and recipe["fit"]["epochs"] == 3
 
 
 # ----------------------------------------------------------------- CR search (seed 000 Algorithm 1)

@@ -193,9 +193,12 @@ def _builder(recipe, base, base_dir):
             raise ValueError(f"{base_dir} has no 'architecture' in metadata.json; hash transfer needs a checkpoint "
                              "written by a hardened recipe.")
         builder, kwargs = canonical_builder(arch["builder"]), dict(arch["kwargs"])
-        # Keep the base's own head settings (e.g. extra_fc of single-FC networks), hash the last two FC layers.
+        # Keep the base's own head settings, hash the last two FC layers. A single-FC base (ResNet, Inception)
+        # gains seed 000's extra hashed FC (``extra_fc`` in the recipe): it and the reshaped logits start fresh.
         defense = dict(kwargs.get("defense") or {})
         defense.update(hashed=[float(c) for c in recipe["compression"]], hash_seed=int(recipe.get("hash_seed", 0)))
+        if recipe.get("extra_fc"):
+            defense["extra_fc"] = int(recipe["extra_fc"])
         kwargs["defense"] = defense
     return (lambda: build_model(builder, **kwargs)), builder, kwargs
 
