@@ -7,7 +7,7 @@
 #   KERAS_BACKEND=tensorflow nice -n 19 bash work/train-cifar/run.sh > /tmp/train-cifar.log 2>&1 &
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-for recipe in cwcnn-advtrain-cifar10 fastcnn-advtrain-cifar10 airbench-cifar10 resnet18-hash-cifar10 \
+for recipe in fastcnn-advtrain-cifar10 airbench-cifar10 cwcnn-advtrain-cifar10 resnet18-hash-cifar10 \
               cwcnn-dropout0.1-cifar10 cwcnn-dropout0.3-cifar10 cwcnn-noise0.1-cifar10 cwcnn-noise0.2-cifar10; do
   [ -f "work/$recipe/model.safetensors" ] && continue
   echo "=== $recipe $(date -u +%FT%T)"
