@@ -575,8 +575,12 @@ class CardSections(CardFacts):
                 lines += ["- command:", "", "  ```sh", f"  {m['command']}", "  ```"]
             training = m.get("training") or m.get("training_summary")
             if isinstance(training, dict) and training:
+                history = training.get("history")
+                rest = {k: v for k, v in training.items() if k != "history"} if isinstance(history, list) else training
                 lines.append("- training summary: " + ", ".join(
-                    f"{k} = {_num(v) if isinstance(v, float) else v}" for k, v in sorted(training.items())))
+                    f"{k} = {_num(v) if isinstance(v, float) else v}" for k, v in sorted(rest.items())))
+                if isinstance(history, list) and history:
+                    lines += ["", *_history_table(history)]
             elif training:
                 lines.append(f"- training summary: {training}")
             versions = m.get("versions")
@@ -631,3 +635,34 @@ class CardSections(CardFacts):
             if self.metadata.get(key) is not None:
                 lines.append(f"- {key.replace('_', ' ')}: {self.metadata[key]}")
         return lines + [""]
+
+
+#: Column titles of a training history's known keys (others keep their key as the title).
+_HISTORY_TITLES = {"epoch": "epoch", "loss": "train loss", "accuracy": "train accuracy", "eps": "train ε",
+                   "val_accuracy": "clean accuracy (monitor)", "val_adv_accuracy": "PGD accuracy (monitor)",
+                   "seconds": "seconds"}
+
+
+def _history_table(history):
+    """A per-epoch Markdown table of ``metadata['training']['history']`` (adversarial training's PGD monitor
+    shows there, so a collapse such as FGSM's catastrophic overfitting is visible on the card)."""
+    keys = [k for k in _HISTORY_TITLES if any(k in h for h in history)]
+    keys += sorted({k for h in history for k in h} - set(keys))
+    lines = ["  | " + " | ".join(_HISTORY_TITLES.get(k, k) for k in keys) + " |",
+             "  |" + "---|" * len(keys)]
+    for h in history:
+        cells = []
+        for k in keys:
+            v = h.get(k)
+            if k == "epoch" and isinstance(v, (int, float)):
+                cells.append(str(int(v) + 1))
+            elif isinstance(v, float) and k == "eps":
+                cells.append(format_eps(v))
+            elif isinstance(v, float) and k in ("accuracy", "val_accuracy", "val_adv_accuracy"):
+                cells.append(f"{100 * v:.2f} %")
+            elif isinstance(v, float):
+                cells.append(_num(v))
+            else:
+                cells.append("" if v is None else str(v))
+        lines.append("  | " + " | ".join(cells) + " |")
+    return lines + [""]

@@ -167,6 +167,15 @@ REGISTRY = {
         "summary": "Seed 004 baseline: Madry et al.'s PGD adversarial training (linf 0.3, 40 steps of 0.01, random "
                    "start, eps ramped over the first epoch) of the C&W net, 6 epochs with Adam.",
     },
+    "fastcnn-advtrain-cifar10": {
+        "repo_id": "hardened-zoo/fastcnn-advtrain-cifar10", "revision": None,
+        "sha256": "699b63cdc407aa4cf48352fede63400af23c0a8a6caa0650c85d8add030149a6",
+        "config_sha256": "de9ec24ed660ddb6f95c64e24a2ad556a146436d32d12161f0ae02a013639821",
+        "aliases": ["advtrain-cifar10", "robust-reference-cifar10"], "arch": "fastcnn", "defense": "fgsm-rs-at",
+        "dataset": "cifar10",
+        "summary": "The zoo's CIFAR-10 robust reference (issue 17): Wong et al.'s FGSM with random start (linf 8/255, "
+                   "step 10/255) adversarial training of the fastcnn body, 20 epochs of SGD on the JPEG re-encoded copy.",
+    },
     "cwcnn-sap-mnist": {
         "base": "cwcnn-mnist", "view": {"transform": "sap", "eps": 1.0, "seed": 0},
         "repo_id": "hardened-zoo/cwcnn-sap-mnist", "aliases": ["sap-mnist"],

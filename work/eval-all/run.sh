@@ -5,7 +5,7 @@
 # work/eval-all/NAME/results.partial.json (--resume). Each finished model is copied into its card folder,
 # the card and the leaderboard re-rendered and committed; commit work/eval-all/NAME/results.partial.json by
 # hand before a session ends. The queue is recomputed after every model, so folders released while it runs
-# join it. Order: the MNIST robust reference first (issue 17), then dataset by dataset (cheapest first): cards
+# join it. Order: the robust references first (issue 17), then dataset by dataset (cheapest first): cards
 # whose PGD rows predate APGD (8704c59) rerun those rows (--reuse), then deterministic, then randomized folders.
 # A model whose evaluation fails is not retried in the same run.
 # Usage (repo root, venv active, dataset cache in HARDENED_DATA_DIR):
@@ -43,7 +43,9 @@ for name in REGISTRY:
         kind, what = 0, results["backend"]
     # Dataset by dataset, so that one dataset's DES (issue 17) has all its members early: the MNIST robust
     # reference, then per dataset the PGD-row refreshes (cheap), deterministic, then randomized folders.
-    items.append(((name != "cwcnn-advtrain-mnist", data_cost[e["dataset"]], kind, name), f"{name} {what}"))
+    # The two robust references (issue 17's targets) before everything else.
+    items.append(((name not in ("cwcnn-advtrain-mnist", "fastcnn-advtrain-cifar10"), data_cost[e["dataset"]], kind,
+                   name), f"{name} {what}"))
 for _, line in sorted(items):
     print(line)
 PY
